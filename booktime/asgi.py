@@ -1,0 +1,30 @@
+"""ASGI entry point: HTTP (Django + the SSE/long-poll consumers) and WebSocket.
+
+Both protocols go through the session/auth middleware, so every transport
+sees the same ``scope["user"]``; WebSocket handshakes are also checked
+against ALLOWED_HOSTS (origin check).
+"""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "booktime.settings")
+
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+# Initialise Django (apps, models) before importing consumers.
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+
+from notifications.routing import http_urlpatterns, websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": AuthMiddlewareStack(URLRouter([*http_urlpatterns(django_asgi_app)])),
+        "websocket": AllowedHostsOriginValidator(
+            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        ),
+    }
+)

@@ -1,0 +1,100 @@
+"""Shared pieces of the two HTTP transports (SSE and long-poll).
+
+channels' ``AsyncHttpConsumer.http_request`` ends the consumer as soon as
+``handle()`` returns (channels issues #1302, #1747), so a streaming consumer
+would never receive a group message. ``StreamingHttpConsumer`` stays alive
+after ``handle()`` until the client goes (``http.disconnect``), which daphne
+also sends once a complete response has been written.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.exceptions import StopConsumer
+from channels.generic.http import AsyncHttpConsumer
+
+from notifications.live import FollowingMixin, authorize_async
+from notifications.log import CursorError, parse_cursor
+from notifications.streams import StreamError, Subscription
+
+
+class BadRequest(Exception):
+    """An HTTP error answered with the design's JSON error body."""
+
+    def __init__(self, status: int, code: str, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.param = param
+
+
+class StreamingHttpConsumer(FollowingMixin, AsyncHttpConsumer):
+    """An AsyncHttpConsumer that can keep answering after ``handle()``."""
+
+    async def http_request(self, message: dict[str, Any]) -> None:
+        if "body" in message:
+            self.body.append(message["body"])
+        if message.get("more_body"):
+            return
+        try:
+            await self.handle(b"".join(self.body))
+        except BadRequest as exc:
+            await self.send_error(exc)
+        # Not StopConsumer: live events and http.disconnect still come through
+        # dispatch. Daphne sends http.disconnect after a complete response.
+
+    async def http_disconnect(self, message: dict[str, Any]) -> None:
+        """The client went away (or the response is complete): clean up and stop."""
+        await self.disconnect()
+        await self.unfollow_all()
+        raise StopConsumer()
+
+    # -- request helpers ------------------------------------------------------
+
+    def query(self) -> dict[str, str]:
+        """Query parameters, last value wins."""
+        raw = self.scope.get("query_string", b"").decode("utf-8", "replace")
+        return {key: values[-1] for key, values in parse_qs(raw, keep_blank_values=True).items()}
+
+    def header(self, name: bytes) -> str | None:
+        for key, value in self.scope.get("headers", []):
+            if key.lower() == name:
+                return value.decode("latin-1")
+        return None
+
+    @staticmethod
+    def cursor_param(raw: str | None, param: str) -> int | None:
+        try:
+            return parse_cursor(raw, param)
+        except CursorError as exc:
+            raise BadRequest(400, "bad_cursor", exc.message, param) from None
+
+    async def authorize_stream(self, params: dict[str, str]) -> Subscription:
+        stream = params.get("stream")
+        if not stream:
+            raise BadRequest(400, "bad_stream", "the stream parameter is required", "stream")
+        try:
+            return await authorize_async(self.scope.get("user"), stream, params.get("token"))
+        except StreamError as exc:
+            param = "stream" if exc.code == "bad_stream" else None
+            raise BadRequest(exc.http_status, exc.code, exc.message, param) from None
+
+    async def send_json_response(self, status: int, body: dict[str, Any]) -> None:
+        await self.send_response(
+            status,
+            json.dumps(body).encode(),
+            headers=[
+                (b"Content-Type", b"application/json"),
+                (b"Cache-Control", b"no-store"),
+            ],
+        )
+
+    async def send_error(self, exc: BadRequest) -> None:
+        error: dict[str, Any] = {"code": exc.code, "message": exc.message}
+        if exc.param:
+            error["fields"] = {exc.param: exc.message}
+        await self.send_json_response(exc.status, {"error": error})

@@ -1,0 +1,273 @@
+"""What the three streaming consumers share: following streams without loss.
+
+``FollowingMixin`` implements the design's resume rule once — join the group
+first, then send stored events after the cursor (``notifications.log``), then
+live events, dropping any whose id is not above the last one sent — and the
+recovery rule for Redis outages: a consumer whose layer receive fails keeps
+its client connection, retries, re-joins its groups when the layer answers
+again and backfills from its cursor. ``LayerWatchdog`` notices a Redis
+restart that dropped no connection (group memberships forgotten) and tells
+every consumer of the process to do the same.
+
+Transports implement three hooks: ``send_events``, ``send_reset`` and
+(optionally) ``on_recovered``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import weakref
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
+from django.conf import settings
+
+from notifications.log import LiveCursor, read_backlog
+from notifications.streams import StreamError, Subscription, authorize
+
+logger = logging.getLogger(__name__)
+
+RECOVERED = "layer.recovered"  # message type a consumer gets after an outage
+# How often the watchdog asks Redis whether it restarted. One probe per
+# process, so cheap; it bounds how long a consumer stays deaf after a restart.
+WATCHDOG_INTERVAL_SECONDS = 1.0
+# Back-off between layer receive retries while Redis is down.
+RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0)
+
+
+class Outgoing(NamedTuple):
+    """An event ready to write: its id, its type and the envelope as JSON text."""
+
+    id: int
+    type: str
+    text: str
+
+
+@dataclass
+class Followed:
+    """One stream a connection follows, with its dedupe cursor."""
+
+    subscription: Subscription
+    cursor: LiveCursor
+
+
+def event_json(message: dict[str, Any]) -> str:
+    """The envelope as JSON text, encoded once by the publisher for all subscribers."""
+    text = message.get("json")
+    return text if isinstance(text, str) else json.dumps(message["event"])
+
+
+async def authorize_async(user: Any, stream: Any, token: str | None) -> Subscription:
+    return await database_sync_to_async(authorize)(user, stream, token)
+
+
+class FollowingMixin:
+    """Mixed into an async consumer; see the module docstring."""
+
+    channel_layer: Any
+    channel_name: str
+    channel_layer_alias: str
+
+    # -- hooks for transports ------------------------------------------------
+
+    async def send_events(self, subscription: Subscription, events: list[Outgoing]) -> None:
+        """Send events of one stream, in order."""
+        raise NotImplementedError
+
+    async def send_reset(self, subscription: Subscription, cursor: int) -> None:
+        raise NotImplementedError
+
+    # -- following -----------------------------------------------------------
+
+    @property
+    def followed(self) -> dict[str, Followed]:
+        if not hasattr(self, "_followed"):
+            self._followed: dict[str, Followed] = {}
+        return self._followed
+
+    async def follow(self, subscription: Subscription, after: int | None) -> Followed:
+        """Join the group, then backfill from ``after``; live events follow."""
+        followed = Followed(subscription, LiveCursor(0))
+        self.followed[subscription.group] = followed
+        await self.channel_layer.group_add(subscription.group, self.channel_name)
+        LayerWatchdog.for_running_loop().register(self.channel_name)
+        await self.backfill(followed, after)
+        return followed
+
+    async def unfollow(self, group: str) -> None:
+        self.followed.pop(group, None)
+        try:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        except Exception:  # noqa: BLE001 - layer down; the group entry expires
+            logger.debug("group_discard failed for %s", group, exc_info=True)
+
+    async def unfollow_all(self) -> None:
+        for group in list(self.followed):
+            await self.unfollow(group)
+        LayerWatchdog.for_running_loop().unregister(self.channel_name)
+
+    async def backfill(self, followed: Followed, after: int | None) -> None:
+        """Send stored events after ``after`` (page by page), or a reset."""
+        while True:
+            page = await database_sync_to_async(read_backlog)(followed.subscription, after)
+            if page.reset:
+                followed.cursor.advance(page.cursor)
+                await self.send_reset(followed.subscription, page.cursor)
+                return
+            fresh = followed.cursor.accept_many(page.events)
+            if fresh:
+                await self.send_events(
+                    followed.subscription,
+                    [Outgoing(env["id"], env["type"], json.dumps(env)) for env in fresh],
+                )
+            if not page.more:
+                followed.cursor.advance(page.cursor)
+                return
+            after = page.cursor
+
+    # -- channel-layer handlers ----------------------------------------------
+
+    async def order_event(self, message: dict[str, Any]) -> None:
+        """A live event from one of our groups: send it unless already sent."""
+        followed = self.followed.get(message.get("group", ""))
+        if followed is None:
+            return
+        envelope = message["event"]
+        if followed.cursor.accept(envelope):
+            await self.send_events(
+                followed.subscription,
+                [Outgoing(envelope["id"], envelope["type"], event_json(message))],
+            )
+
+    async def layer_recovered(self, message: dict[str, Any]) -> None:
+        """Redis came back: re-join every group, then catch up from each cursor."""
+        for followed in list(self.followed.values()):
+            await self.channel_layer.group_add(followed.subscription.group, self.channel_name)
+            await self.backfill(followed, followed.cursor.last_sent)
+
+    # -- a layer receive that survives outages --------------------------------
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        # Same as channels.consumer.AsyncConsumer.__call__, but the layer
+        # receive retries through Redis outages instead of killing the
+        # connection (see _receive_from_layer).
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_name = await self.channel_layer.new_channel()
+        self.channel_receive = self._receive_from_layer
+        self.base_send = send
+        try:
+            await await_many_dispatch([receive, self.channel_receive], self.dispatch)
+        except StopConsumer:
+            pass
+        finally:
+            LayerWatchdog.for_running_loop().unregister(self.channel_name)
+
+    async def _receive_from_layer(self) -> dict[str, Any]:
+        attempt = 0
+        while True:
+            try:
+                return await self.channel_layer.receive(self.channel_name)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - Redis down or restarting
+                if attempt == 0:
+                    logger.info("channel layer receive failed (%s); retrying", exc)
+                await asyncio.sleep(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)])
+                attempt += 1
+                if self.followed and await self._layer_answers():
+                    return {"type": RECOVERED}
+
+    async def _layer_answers(self) -> bool:
+        try:
+            for group in list(self.followed):
+                await self.channel_layer.group_add(group, self.channel_name)
+        except Exception:  # noqa: BLE001
+            return False
+        return True
+
+
+class LayerWatchdog:
+    """Per event loop: probe Redis, and after a restart or outage tell consumers.
+
+    A Redis restart forgets every group membership while consumers stay
+    connected; without this they would stay deaf. Disabled for the in-memory
+    layer.
+    """
+
+    _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LayerWatchdog] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self) -> None:
+        self.channels: set[str] = set()
+        self.task: asyncio.Task | None = None
+        self.run_id: str | None = None
+        self.was_down = False
+
+    @classmethod
+    def for_running_loop(cls) -> LayerWatchdog:
+        loop = asyncio.get_running_loop()
+        watchdog = cls._by_loop.get(loop)
+        if watchdog is None:
+            watchdog = cls._by_loop[loop] = cls()
+        return watchdog
+
+    @staticmethod
+    def enabled() -> bool:
+        return settings.CHANNEL_LAYER in ("redis", "pubsub")
+
+    def register(self, channel_name: str) -> None:
+        self.channels.add(channel_name)
+        if self.enabled() and (self.task is None or self.task.done()):
+            self.task = asyncio.get_running_loop().create_task(self._watch())
+
+    def unregister(self, channel_name: str) -> None:
+        self.channels.discard(channel_name)
+        if not self.channels and self.task is not None:
+            self.task.cancel()
+            self.task = None
+
+    async def _watch(self) -> None:
+        import redis.asyncio as aioredis
+
+        client = aioredis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=2)
+        try:
+            while self.channels:
+                await asyncio.sleep(WATCHDOG_INTERVAL_SECONDS)
+                await self.probe(client)
+        finally:
+            await client.aclose()
+
+    async def probe(self, client: Any) -> None:
+        try:
+            info = await client.info("server")
+        except Exception:  # noqa: BLE001
+            if not self.was_down:
+                logger.warning("Redis unreachable; consumers will re-join when it is back")
+            self.was_down = True
+            return
+        run_id = info.get("run_id")
+        restarted = self.run_id is not None and run_id != self.run_id
+        if restarted or self.was_down:
+            logger.warning("Redis is back (restarted=%s); re-joining groups", restarted)
+            await self.announce_recovery()
+        self.run_id = run_id
+        self.was_down = False
+
+    async def announce_recovery(self) -> None:
+        layer = get_channel_layer()
+        for channel_name in list(self.channels):
+            try:
+                await layer.send(channel_name, {"type": RECOVERED})
+            except Exception:  # noqa: BLE001 - its own receive retry will recover it
+                logger.debug("could not notify %s", channel_name, exc_info=True)
+
+
+__all__ = ["FollowingMixin", "LayerWatchdog", "Outgoing", "StreamError", "authorize_async"]

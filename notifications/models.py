@@ -1,0 +1,25 @@
+"""State the notification rules keep in the database."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class LogHorizon(models.Model):
+    """How far the event log has been pruned (a single row, id=1).
+
+    Events with ``id <= pruned_through`` may be gone, so a cursor below it
+    cannot be served and is answered with a reset. Written by the
+    ``prune_events`` command; read by ``notifications.log``.
+    """
+
+    pruned_through = models.BigIntegerField(default=0)
+    pruned_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"event log pruned through #{self.pruned_through}"
+
+    @classmethod
+    def pruned_through_id(cls) -> int:
+        row = cls.objects.filter(pk=1).values_list("pruned_through", flat=True).first()
+        return row or 0

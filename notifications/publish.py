@@ -1,0 +1,121 @@
+"""Publishing committed order events to the channel layer.
+
+Only this module sends order events to groups. Publishing is at-least-once
+and in id order: a publish sends every still-unpublished event up to the one
+that triggered it, oldest first, so a client that drops ids it has already
+seen (``notifications.log.LiveCursor``) never drops one it has not seen.
+Saving an order never fails because Redis is down: the error is logged once
+per outage and the ``publish_pending`` command sends the backlog later.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+from django.utils import timezone
+
+from notifications.streams import group_names_for_event
+from orders.models import OrderEvent
+
+logger = logging.getLogger(__name__)
+
+MESSAGE_TYPE = "order.event"  # lands in the consumers' ``order_event`` handler
+MAX_BATCH = 500
+
+
+class _OutageLog:
+    """Log a layer outage once when it starts and once when it ends."""
+
+    def __init__(self) -> None:
+        self._down = False
+        self._lock = threading.Lock()
+
+    def failed(self, exc: BaseException) -> None:
+        with self._lock:
+            if not self._down:
+                self._down = True
+                logger.error(
+                    "Channel layer unreachable (%s: %s); events stay pending and "
+                    "publish_pending will send them when it is back.",
+                    type(exc).__name__,
+                    exc,
+                )
+
+    def succeeded(self) -> None:
+        with self._lock:
+            if self._down:
+                self._down = False
+                logger.warning("Channel layer reachable again; publishing resumed.")
+
+
+outage_log = _OutageLog()
+
+
+def layer_message(envelope: dict[str, Any], group: str, text: str) -> dict[str, Any]:
+    """The design's ``{"type": "order.event", "event": ...}`` plus two helpers:
+    ``group`` (which subscription of a consumer it is for) and ``json`` (the
+    envelope encoded once here, so no consumer re-encodes it per client)."""
+    return {"type": MESSAGE_TYPE, "event": envelope, "group": group, "json": text}
+
+
+async def send_to_groups(events: list[OrderEvent]) -> tuple[int, Exception | None]:
+    """Send each event to its groups, in order.
+
+    Returns (how many were sent, the error that stopped it or None). Stops at
+    the first failure so that what was sent is always a prefix of ``events``.
+    """
+    layer = get_channel_layer()
+    sent = 0
+    try:
+        for event in events:
+            envelope = event.envelope()
+            text = json.dumps(envelope)
+            for group in group_names_for_event(event.order_id, event.order.customer_id):
+                await layer.group_send(group, layer_message(envelope, group, text))
+            sent += 1
+    except Exception as exc:  # noqa: BLE001 - any layer failure must not break saves
+        return sent, exc
+    return sent, None
+
+
+def pending_events(up_to: int | None = None, limit: int = MAX_BATCH) -> list[OrderEvent]:
+    """Unpublished events, oldest first (only those with id <= ``up_to`` if given)."""
+    qs = OrderEvent.objects.filter(published_at__isnull=True).select_related("order")
+    if up_to is not None:
+        qs = qs.filter(id__lte=up_to)
+    return list(qs.order_by("id")[:limit])
+
+
+def publish_pending(up_to: int | None = None, limit: int = MAX_BATCH) -> int:
+    """Publish unpublished events (all, or those with id <= ``up_to``) in id order.
+
+    Returns how many were published; when the layer is down that is fewer
+    (often 0) and the outage is logged once.
+    """
+    events = pending_events(up_to, limit)
+    if not events:
+        return 0
+    try:
+        sent, error = async_to_sync(send_to_groups)(events)
+    except Exception as exc:  # noqa: BLE001
+        sent, error = 0, exc
+    if sent:
+        OrderEvent.objects.filter(
+            id__in=[e.id for e in events[:sent]], published_at__isnull=True
+        ).update(published_at=timezone.now())
+    if error is not None:
+        outage_log.failed(error)
+    else:
+        outage_log.succeeded()
+    return sent
+
+
+def publish_after_commit(event: OrderEvent) -> None:
+    """Called from the post_save receiver: publish once the transaction commits."""
+    transaction.on_commit(lambda: publish_pending(up_to=event.id))

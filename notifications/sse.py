@@ -1,0 +1,70 @@
+"""Server-sent events at ``events/stream/?stream=…[&after=…][&token=…]``.
+
+Each event is written as ``id:``/``event:``/``data:``; a ``retry:`` hint comes
+first and a comment heartbeat every STREAM_HEARTBEAT_SECONDS keeps proxies
+from closing an idle stream. Resume from the ``Last-Event-ID`` header (sent by
+EventSource on reconnect) or ``?after=``; the header wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+from django.conf import settings
+
+from notifications.http import StreamingHttpConsumer
+from notifications.live import Outgoing
+from notifications.streams import Subscription
+
+RETRY_MS = 2000  # how long EventSource waits before reconnecting
+HEADERS = [
+    (b"Content-Type", b"text/event-stream; charset=utf-8"),
+    (b"Cache-Control", b"no-cache"),
+    (b"X-Accel-Buffering", b"no"),  # nginx: do not buffer the stream
+]
+
+
+class EventStreamConsumer(StreamingHttpConsumer):
+    """Streams one stream's events as text/event-stream until the client goes."""
+
+    heartbeat_task: asyncio.Task | None = None
+
+    async def handle(self, body: bytes) -> None:
+        params = self.query()
+        after = self.cursor_param(params.get("after"), "after")
+        last_event_id = self.cursor_param(self.header(b"last-event-id"), "Last-Event-ID")
+        if last_event_id is not None:
+            after = last_event_id
+        subscription = await self.authorize_stream(params)
+        await self.send_headers(status=200, headers=HEADERS)
+        await self.write(f"retry: {RETRY_MS}\n\n")
+        await self.follow(subscription, after)
+        self.heartbeat_task = asyncio.get_running_loop().create_task(self.heartbeat())
+
+    async def heartbeat(self) -> None:
+        """A comment line every few seconds; proxies drop silent connections."""
+        while True:
+            await asyncio.sleep(settings.STREAM_HEARTBEAT_SECONDS)
+            await self.write(": heartbeat\n\n")
+
+    async def disconnect(self) -> None:
+        if self.heartbeat_task is not None:
+            self.heartbeat_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.heartbeat_task
+
+    async def write(self, text: str) -> None:
+        await self.send_body(text.encode(), more_body=True)
+
+    # -- FollowingMixin hooks -----------------------------------------------
+
+    async def send_events(self, subscription: Subscription, events: list[Outgoing]) -> None:
+        await self.write(
+            "".join(f"id: {e.id}\nevent: {e.type}\ndata: {e.text}\n\n" for e in events)
+        )
+
+    async def send_reset(self, subscription: Subscription, cursor: int) -> None:
+        data = json.dumps({"stream": subscription.stream, "cursor": cursor})
+        await self.write(f"id: {cursor}\nevent: reset\ndata: {data}\n\n")

@@ -1,0 +1,136 @@
+"""Server-sent events at events/stream/ through the real ASGI app (in-memory layer)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+
+from notifications.tests.conftest import HttpStream, http_headers
+from orders.actions import transition_order
+from orders.models import OrderEvent
+
+pytestmark = [
+    pytest.mark.asyncio,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("memory_layer"),
+]
+
+
+def parse_sse(data: bytes) -> list[dict[str, str]]:
+    """Split an event-stream body into its events (comments dropped)."""
+    events = []
+    for block in data.decode().split("\n\n"):
+        fields: dict[str, str] = {}
+        for line in block.splitlines():
+            if line and not line.startswith(":"):
+                name, _, value = line.partition(": ")
+                fields[name] = value
+        if fields:
+            events.append(fields)
+    return events
+
+
+async def open_stream(user, query: str, **headers: str) -> HttpStream:
+    hdrs = await sync_to_async(http_headers)(user, **headers)
+    return await HttpStream("/events/stream/", query, hdrs).start()
+
+
+async def read_events(stream: HttpStream, count: int) -> list[dict[str, str]]:
+    events: list[dict[str, str]] = []
+    while len(events) < count:
+        events += [e for e in parse_sse(await stream.chunk()) if "event" in e]
+    return events
+
+
+async def test_it_sends_stream_headers_and_a_retry_hint_first(alice, alices_order):
+    stream = await open_stream(alice, f"stream=order:{alices_order.pk}")
+    assert stream.status == 200
+    assert stream.headers["content-type"].startswith("text/event-stream")
+    assert stream.headers["cache-control"] == "no-cache"
+    assert stream.headers["x-accel-buffering"] == "no"
+    assert (await stream.chunk()).startswith(b"retry: ")
+    await stream.close()
+
+
+async def test_it_streams_live_events_with_id_event_and_data(alice, alices_order):
+    stream = await open_stream(alice, f"stream=order:{alices_order.pk}")
+    await stream.chunk()  # retry hint
+    await sync_to_async(transition_order)(alices_order.pk, "paid")
+    [event] = await read_events(stream, 1)
+    envelope = json.loads(event["data"])
+    assert event["event"] == "order.status_changed"
+    assert int(event["id"]) == envelope["id"]
+    assert envelope["order"]["status"] == "paid"
+    await stream.close()
+
+
+async def test_it_resumes_after_the_cursor_and_last_event_id_wins(alice, alices_order):
+    created = await sync_to_async(lambda: OrderEvent.objects.get(order=alices_order).id)()
+    for status in ("paid", "packed", "shipped"):
+        await sync_to_async(transition_order)(alices_order.pk, status)
+    paid = created + 1
+    # ?after=0 would replay everything; the header says "seen up to paid".
+    stream = await open_stream(
+        alice, f"stream=order:{alices_order.pk}&after=0", last_event_id=str(paid)
+    )
+    await stream.chunk()
+    events = await read_events(stream, 2)
+    assert [json.loads(e["data"])["order"]["status"] for e in events] == ["packed", "shipped"]
+    await sync_to_async(transition_order)(alices_order.pk, "delivered")
+    [live] = await read_events(stream, 1)
+    assert json.loads(live["data"])["order"]["status"] == "delivered"
+    await stream.close()
+
+
+async def test_a_cursor_it_cannot_serve_gets_a_reset_event(alice, alices_order):
+    stream = await open_stream(alice, f"stream=order:{alices_order.pk}&after=999999999")
+    await stream.chunk()
+    [reset] = [e for e in parse_sse(await stream.chunk()) if e.get("event") == "reset"]
+    assert json.loads(reset["data"])["cursor"] == int(reset["id"])
+    await stream.close()
+
+
+async def test_leaving_removes_the_group_membership(alice, alices_order):
+    layer = get_channel_layer()
+    group = f"order.{alices_order.pk}"
+    stream = await open_stream(alice, f"stream=order:{alices_order.pk}")
+    await stream.chunk()
+    assert len(layer.groups.get(group, {})) == 1
+    await stream.close()
+    assert len(layer.groups.get(group, {})) == 0
+
+
+@pytest.mark.parametrize(
+    ("query", "headers", "status", "code", "field"),
+    [
+        ("", {}, 400, "bad_stream", "stream"),
+        ("stream=everything", {}, 400, "bad_stream", "stream"),
+        ("stream=mine&after=-3", {}, 400, "bad_cursor", "after"),
+        ("stream=mine&after=abc", {}, 400, "bad_cursor", "after"),
+        ("stream=mine", {"last_event_id": "x1"}, 400, "bad_cursor", "Last-Event-ID"),
+        ("stream=staff", {}, 403, "forbidden", None),
+    ],
+)
+async def test_bad_requests_get_a_json_error_naming_the_parameter(
+    alice, query, headers, status, code, field
+):
+    stream = await open_stream(alice, query, **headers)
+    assert stream.status == status
+    assert stream.headers["content-type"] == "application/json"
+    error = (await stream.json())["error"]
+    assert error["code"] == code
+    if field:
+        assert field in error["fields"]
+
+
+async def test_anonymous_readers_get_401_and_other_customers_403(bob, alices_order):
+    anonymous = await open_stream(None, f"stream=order:{alices_order.pk}")
+    assert anonymous.status == 401
+    assert (await anonymous.json())["error"]["code"] == "unauthenticated"
+    other = await open_stream(bob, f"stream=order:{alices_order.pk}")
+    assert other.status == 403
+    body = await other.json()
+    assert alices_order.reference not in json.dumps(body)
