@@ -15,6 +15,7 @@ from typing import Any
 from django.db import transaction
 
 from orders.models import Order, OrderLine, Product
+from orders.status import check_transition
 
 MIN_QUANTITY = 1
 MAX_QUANTITY = 99
@@ -96,6 +97,7 @@ def transition_order(
     order_id = order.pk if isinstance(order, Order) else order
     with transaction.atomic():
         locked = Order.objects.select_for_update().get(pk=order_id)
+        check_transition(locked.status, status)  # also refuses "move to where it is"
         locked.status = status
         locked.save(actor=actor, note=note)
     return locked

@@ -1,0 +1,76 @@
+"""Commit order = id order: a reader paging by ``after`` while many threads
+commit status changes ends with every event exactly once, in order.
+
+Runs on SQLite (writers serialize) and, in the PostgreSQL pass, proves the
+advisory lock: without it a later id can commit before an earlier one and a
+reader that already moved past it would never see it.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import pytest
+from django.db import connection
+from django.db.models.signals import post_save
+
+from notifications.log import read_backlog
+from orders.actions import transition_order
+from orders.models import OrderEvent
+
+WRITERS = 6
+ORDERS_PER_WRITER = 4
+
+
+def widen_the_race(sender, instance, created, **kwargs):
+    """Hold the transaction open a moment after the insert, before commit,
+    so that out-of-order commits would happen if ids did not follow them."""
+    time.sleep(random.uniform(0, 0.004))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reader_paging_by_cursor_sees_every_event_once_in_order(alice, make_order, settings):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    orders = [make_order(alice) for _ in range(WRITERS * ORDERS_PER_WRITER)]
+    start_cursor = OrderEvent.objects.order_by("-id").values_list("id", flat=True).first()
+    post_save.connect(widen_the_race, sender=OrderEvent, dispatch_uid="race")
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def writer(chunk):
+        try:
+            for order in chunk:
+                for status in ("paid", "packed", "shipped", "delivered"):
+                    transition_order(order.pk, status)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=writer, args=(orders[i::WRITERS],)) for i in range(WRITERS)]
+    seen: list[int] = []
+    try:
+        for thread in threads:
+            thread.start()
+        cursor = start_cursor
+        watcher = threading.Thread(target=lambda: ([t.join() for t in threads], done.set()))
+        watcher.start()
+        while True:
+            finished = done.is_set()
+            page = read_backlog(None, cursor, limit=7)
+            assert not page.reset
+            seen += [e["id"] for e in page.events]
+            cursor = page.events[-1]["id"] if page.events else cursor
+            if finished and not page.more and not page.events:
+                break
+        watcher.join()
+    finally:
+        post_save.disconnect(dispatch_uid="race", sender=OrderEvent)
+    assert not errors, errors
+    expected = list(
+        OrderEvent.objects.filter(id__gt=start_cursor).order_by("id").values_list("id", flat=True)
+    )
+    assert len(expected) == WRITERS * ORDERS_PER_WRITER * 4
+    assert seen == expected
