@@ -305,5 +305,8 @@ LOGGING = {
         "orders": {"level": LOG_LEVEL},
         "notifications": {"level": LOG_LEVEL},
         "frontend": {"level": LOG_LEVEL},
+        # Its "Listening on TCP address ..." line tells scripts and the live
+        # test harness which port daphne bound; the WARNING root would hide it.
+        "daphne.server": {"level": "INFO"},
     },
 }

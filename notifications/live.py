@@ -9,8 +9,8 @@ again and backfills from its cursor. ``LayerWatchdog`` notices a Redis
 restart that dropped no connection (group memberships forgotten) and tells
 every consumer of the process to do the same.
 
-Transports implement three hooks: ``send_events``, ``send_reset`` and
-(optionally) ``on_recovered``.
+Transports implement the hooks ``send_events``, ``send_reset`` and
+(optionally) ``joined``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 from django.conf import settings
 
-from notifications.log import LiveCursor, read_backlog
+from notifications.log import LiveCursor, latest_event_id, read_backlog
 from notifications.streams import StreamError, Subscription, authorize
 
 logger = logging.getLogger(__name__)
@@ -83,6 +83,10 @@ class FollowingMixin:
     async def send_reset(self, subscription: Subscription, cursor: int) -> None:
         raise NotImplementedError
 
+    async def joined(self, subscription: Subscription) -> None:
+        """Called once the group is joined, before the backfill: from here on
+        no event of the stream can be missed."""
+
     # -- following -----------------------------------------------------------
 
     @property
@@ -93,10 +97,15 @@ class FollowingMixin:
 
     async def follow(self, subscription: Subscription, after: int | None) -> Followed:
         """Join the group, then backfill from ``after``; live events follow."""
+        if after is None:
+            # "From now" means from the newest event *before* joining: events
+            # committed while we join are then backfilled, not lost.
+            after = await database_sync_to_async(latest_event_id)()
         followed = Followed(subscription, LiveCursor(0))
         self.followed[subscription.group] = followed
         await self.channel_layer.group_add(subscription.group, self.channel_name)
         LayerWatchdog.for_running_loop().register(self.channel_name)
+        await self.joined(subscription)
         await self.backfill(followed, after)
         return followed
 

@@ -38,10 +38,14 @@ class EventStreamConsumer(StreamingHttpConsumer):
         if last_event_id is not None:
             after = last_event_id
         subscription = await self.authorize_stream(params)
-        await self.send_headers(status=200, headers=HEADERS)
-        await self.write(f"retry: {RETRY_MS}\n\n")
         await self.follow(subscription, after)
         self.heartbeat_task = asyncio.get_running_loop().create_task(self.heartbeat())
+
+    async def joined(self, subscription: Subscription) -> None:
+        """Headers go out once the group is joined: a client that sees the
+        stream open can make a change and be sure to hear of it."""
+        await self.send_headers(status=200, headers=HEADERS)
+        await self.write(f"retry: {RETRY_MS}\n\n")
 
     async def heartbeat(self) -> None:
         """A comment line every few seconds; proxies drop silent connections."""

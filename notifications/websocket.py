@@ -113,7 +113,6 @@ class LiveConsumer(FollowingMixin, AsyncJsonWebsocketConsumer):
                 f"at most {settings.MAX_SUBSCRIPTIONS_PER_SOCKET} streams per connection",
                 stream=subscription.stream,
             )
-        await self.send_json({"type": "subscribed", "stream": subscription.stream})
         await self.follow(subscription, after)
 
     async def action_unsubscribe(self, content: dict[str, Any]) -> None:
@@ -136,6 +135,11 @@ class LiveConsumer(FollowingMixin, AsyncJsonWebsocketConsumer):
         prefix = '{"type":"event","stream":' + json.dumps(subscription.stream) + ',"event":'
         for event in events:
             await self.send(text_data=prefix + event.text + "}")
+
+    async def joined(self, subscription: Subscription) -> None:
+        """``subscribed`` is sent only once the group is joined, so a change
+        the client makes right after seeing it cannot be missed."""
+        await self.send_json({"type": "subscribed", "stream": subscription.stream})
 
     async def send_reset(self, subscription: Subscription, cursor: int) -> None:
         await self.send_json({"type": "reset", "stream": subscription.stream, "cursor": cursor})

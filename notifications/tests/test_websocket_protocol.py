@@ -206,3 +206,25 @@ async def test_more_than_fifty_subscriptions_are_refused(staff, product, socket_
     assert error["code"] == "too_many_subscriptions"
     await ws.send_json_to({"action": "ping"})
     await expect(ws, "pong")
+
+
+async def test_a_change_landing_while_subscribing_without_a_cursor_is_not_lost(
+    alice, alices_order, socket_factory, monkeypatch
+):
+    """"From now" is the newest event before joining the group, so a change
+    committed between the join and the backlog read still reaches the client."""
+    import notifications.live as live
+
+    real_read_backlog = live.read_backlog
+
+    def change_lands_first(subscription, after, *args, **kwargs):
+        monkeypatch.setattr(live, "read_backlog", real_read_backlog)
+        transition_order(alices_order.pk, "paid")
+        return real_read_backlog(subscription, after, *args, **kwargs)
+
+    monkeypatch.setattr(live, "read_backlog", change_lands_first)
+    ws = await socket_factory(await sync_to_async(ws_headers)(alice))
+    await ws.send_json_to({"action": "subscribe", "stream": f"order:{alices_order.pk}"})
+    await expect(ws, "subscribed")
+    assert (await expect(ws, "event"))["event"]["order"]["status"] == "paid"
+    assert await ws.receive_nothing(timeout=0.2)

@@ -1,0 +1,1 @@
+"""Test support: real daphne processes, protocol clients and the shared pytest fixtures."""

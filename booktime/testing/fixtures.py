@@ -1,0 +1,452 @@
+"""Shared pytest fixtures and run-wide set-up; loaded by the root ``conftest.py``.
+
+Run-wide (``pytest_configure``):
+
+- Redis: ``REDIS_URL`` if set, else the local 6379, else a private
+  redis-server this run starts and stops (``booktime.devredis``). Skipped
+  while ``CHANNEL_LAYER=memory`` until a test asks for ``redis_url``.
+- A per-run channel-layer key prefix, so parallel runs (and a developer's
+  ``scripts/run`` on the same Redis) never see each other's groups; its keys
+  are deleted after every test and at the end of the run.
+- Both are written to ``settings`` and ``os.environ``, so daphne processes
+  started by the tests use the same Redis and prefix.
+- A test database of the run's own on PostgreSQL too (SQLite's is per
+  process already), so concurrent runs on one server do not collide.
+- Tests marked ``postgres`` are deselected (with a note) unless
+  ``DATABASE_URL`` points at PostgreSQL; ``.ci/run`` runs them there.
+
+Fixtures, by what a test needs:
+
+- people and data: ``alice``, ``bob`` (customers), ``staff_user``,
+  ``products``, ``make_order`` (an order in any status, via the real actions),
+  ``login_cookies`` (session cookie for a user, for live clients);
+- servers: ``daphne_server`` (one shared daphne, transactional DB),
+  ``start_daphne`` (private daphne processes, e.g. two for scale-out, or one to
+  kill), ``private_redis`` (a redis-server the test may stop or restart),
+  ``layer_on_private_redis`` (the same, with this process's layer on it),
+  ``redis_url``, ``channel_layer_prefix``, ``test_database_url``.
+
+Async tests: the factories touch the database synchronously; call them with
+``sync_to_async`` (``await sync_to_async(make_order)(alice, "shipped")``) or
+request the data as fixtures. Live tests need ``django_db(transaction=True)``
+(``daphne_server`` and ``start_daphne`` request ``transactional_db``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections import deque
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from booktime.devredis import DiscoveredRedis, RedisServer, discover_redis, redacted
+from booktime.testing.live import DaphneServer, database_url_for
+
+_redis_key = pytest.StashKey[DiscoveredRedis]()
+_prefix_key = pytest.StashKey[str]()
+
+PASSWORD = "correct-horse-battery-staple"
+SHIPPING = {
+    "shipping_name": "Alice Example",
+    "shipping_address": "1 Test Street",
+    "shipping_city": "London",
+    "shipping_postcode": "N1 1AA",
+    "shipping_country": "GB",
+}
+
+
+# -- run-wide set-up -------------------------------------------------------------
+
+
+def _layer_uses_redis() -> bool:
+    from django.conf import settings
+
+    return settings.CHANNEL_LAYER in ("redis", "pubsub")
+
+
+def _point_channel_layer_at(redis_url: str | None, prefix: str) -> None:
+    """Make this process and its children use ``redis_url`` and ``prefix``."""
+    from django.conf import settings
+
+    os.environ["CHANNEL_LAYER_PREFIX"] = prefix
+    settings.CHANNEL_LAYER_PREFIX = prefix
+    config = settings.CHANNEL_LAYERS["default"].setdefault("CONFIG", {})
+    if settings.CHANNEL_LAYER in ("redis", "pubsub"):
+        config["prefix"] = prefix
+    if redis_url is not None:
+        os.environ["REDIS_URL"] = redis_url
+        settings.REDIS_URL = redis_url
+        if "hosts" in config:
+            config["hosts"] = [redis_url]
+    _forget_channel_layer()
+
+
+def _forget_channel_layer() -> None:
+    """Drop the cached layer instance; the next ``get_channel_layer()`` builds a fresh one."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.pop("default", None)
+
+
+def _ensure_redis(config: pytest.Config) -> DiscoveredRedis:
+    found = config.stash.get(_redis_key, None)
+    if found is None:
+        found = discover_redis()
+        config.stash[_redis_key] = found
+        _point_channel_layer_at(found.url, config.stash[_prefix_key])
+    return found
+
+
+def delete_prefixed_keys(redis_url: str, prefix: str) -> int:
+    """Delete every key under ``prefix`` (groups, channel queues) on ``redis_url``."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        return client.delete(*keys) if keys else 0
+    finally:
+        client.close()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Letters, digits and dashes only: safe in a SCAN pattern and in group names.
+    prefix = f"bt-test-{os.getpid()}-{secrets.token_hex(4)}-"
+    config.stash[_prefix_key] = prefix
+    _point_channel_layer_at(None, prefix)
+    _private_postgres_test_database()
+    if _layer_uses_redis():
+        _ensure_redis(config)
+
+
+def _private_postgres_test_database() -> None:
+    """Give this run a PostgreSQL test database of its own (``test_<db>_<pid>``).
+
+    Otherwise concurrent runs on one server (two CI jobs, or a developer and
+    CI) would all use ``test_<db>`` and drop it from under each other.
+    SQLite gets the same per-process name in settings.
+    """
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    test = database.setdefault("TEST", {})
+    if database["ENGINE"] == "django.db.backends.postgresql" and not test.get("NAME"):
+        test["NAME"] = f"test_{database['NAME']}_{os.getpid()}"[:63]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _remove_sqlite_side_files()
+    found = config.stash.get(_redis_key, None)
+    if found is None:
+        return
+    try:
+        if found.server is None:  # a shared Redis: leave nothing behind in it
+            delete_prefixed_keys(found.url, config.stash[_prefix_key])
+    finally:
+        found.close()
+
+
+def _remove_sqlite_side_files() -> None:
+    """Delete the WAL/SHM files of this run's SQLite test database once it is gone.
+
+    pytest-django deletes the database file only; in WAL mode its ``-wal`` and
+    ``-shm`` companions would pile up in the project directory run after run.
+    """
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    name = (database.get("TEST") or {}).get("NAME")
+    if database["ENGINE"] != "django.db.backends.sqlite3" or not name:
+        return
+    if not os.path.exists(name):
+        for suffix in ("-wal", "-shm", "-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(f"{name}{suffix}")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    found = config.stash.get(_redis_key, None)
+    where = f"{redacted(found.url)} ({found.source})" if found else "not started yet"
+    return [f"booktime: redis {where}, channel-layer prefix {config.stash[_prefix_key]}"]
+
+
+def _database_is_postgres() -> bool:
+    from django.conf import settings
+
+    return settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _database_is_postgres():
+        return
+    selected, deselected = [], []
+    for item in items:
+        (deselected if item.get_closest_marker("postgres") else selected).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = selected
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                f"booktime: {len(deselected)} postgres test(s) deselected; run them with "
+                "DATABASE_URL=postgres://... (.ci/run does)",
+                yellow=True,
+            )
+
+
+# -- channel layer and Redis -------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def channel_layer_prefix(pytestconfig: pytest.Config) -> str:
+    """This run's channel-layer key prefix (also in ``settings`` and the environment)."""
+    return pytestconfig.stash[_prefix_key]
+
+
+@pytest.fixture(scope="session")
+def redis_url(pytestconfig: pytest.Config) -> str:
+    """URL of the Redis this run uses (found or started; see the module docstring)."""
+    return _ensure_redis(pytestconfig).url
+
+
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer(pytestconfig: pytest.Config) -> Iterator[None]:
+    """Each test starts with an empty channel layer.
+
+    Order ids repeat across tests (tables are flushed), so group names do
+    too: a membership left behind by one test would deliver to a dead
+    channel in the next. Deleting the run's keys also resets the groups of
+    the shared daphne process, which lives in the same Redis.
+    """
+    yield
+    _forget_channel_layer()
+    found = pytestconfig.stash.get(_redis_key, None)
+    if found is not None:
+        delete_prefixed_keys(found.url, pytestconfig.stash[_prefix_key])
+
+
+@pytest.fixture(autouse=True)
+def _close_executor_thread_connections() -> Iterator[None]:
+    """Close the database connection ``sync_to_async`` opened for an async test.
+
+    Async tests run their ``sync_to_async`` calls on asgiref's one shared
+    executor thread, whose connection Django never closes: on PostgreSQL it
+    would keep the test database from being dropped at the end of the run.
+    """
+    yield
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=30)
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    """A redis-server of the test's own, on a free port; stop, kill or restart it freely.
+
+    Only the test's own code uses it; ``layer_on_private_redis`` also points
+    this process's channel layer at it. Pass ``REDIS_URL=private_redis.url``
+    to ``start_daphne`` for servers that should use it.
+    """
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.close()
+        _forget_channel_layer()
+
+
+@pytest.fixture
+def layer_on_private_redis(private_redis: RedisServer, settings: Any) -> RedisServer:
+    """``private_redis``, with this process's channel layer (publishing included) on it.
+
+    For outage tests: ``layer_on_private_redis.stop()`` / ``.restart()``
+    take the layer down and back without touching the shared Redis.
+    """
+    import copy
+
+    layers = copy.deepcopy(settings.CHANNEL_LAYERS)
+    if "hosts" not in layers["default"].get("CONFIG", {}):
+        pytest.fail("layer_on_private_redis needs CHANNEL_LAYER=redis or pubsub")
+    layers["default"]["CONFIG"]["hosts"] = [private_redis.url]
+    settings.CHANNEL_LAYERS = layers  # channels drops its cached layer on this change
+    settings.REDIS_URL = private_redis.url
+    return private_redis
+
+
+# -- database for other processes --------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def test_database_url(django_db_setup: None) -> str:
+    """``DATABASE_URL`` of the test database, for server processes the tests start."""
+    from django.db import connection
+
+    return database_url_for(connection.settings_dict, os.environ.get("DATABASE_URL"))
+
+
+@pytest.fixture(scope="session")
+def daphne_env(test_database_url: str, pytestconfig: pytest.Config) -> dict[str, str]:
+    """Environment for a daphne process serving this run's test database and layer."""
+    from django.conf import settings
+
+    env = {
+        "DJANGO_SETTINGS_MODULE": "booktime.settings",
+        "DATABASE_URL": test_database_url,
+        "CHANNEL_LAYER": settings.CHANNEL_LAYER,
+        "CHANNEL_LAYER_PREFIX": pytestconfig.stash[_prefix_key],
+        "SECRET_KEY": settings.SECRET_KEY,  # sessions/tracking tokens made here must verify there
+        "DEBUG": "0",
+        "LOG_LEVEL": "WARNING",
+    }
+    if _layer_uses_redis():
+        env["REDIS_URL"] = _ensure_redis(pytestconfig).url
+    return env
+
+
+# -- servers ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _session_daphne(daphne_env: dict[str, str]) -> Iterator[DaphneServer]:
+    server = DaphneServer(daphne_env, name="daphne-shared").start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def daphne_server(_session_daphne: DaphneServer, transactional_db: None) -> DaphneServer:
+    """The run's shared daphne process (started once), with a transactional test DB.
+
+    Do not stop or restart it; use ``start_daphne`` for a server of your own.
+    """
+    if not _session_daphne.running:
+        _session_daphne.start()  # an earlier test broke the rule: recover for the next ones
+    return _session_daphne
+
+
+@pytest.fixture
+def start_daphne(
+    daphne_env: dict[str, str], transactional_db: None
+) -> Iterator[Callable[..., DaphneServer]]:
+    """Factory: ``start_daphne(name="a", REDIS_URL=..., **env)`` starts a private daphne.
+
+    Every server it started is stopped when the test ends; a failing test
+    prints each server's log tail (pytest shows captured output on failure).
+    """
+    started: list[DaphneServer] = []
+
+    def start(name: str = "daphne", port: int = 0, **env: str) -> DaphneServer:
+        server = DaphneServer({**daphne_env, **env}, port=port, name=name)
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        print(f"--- {server!r} log tail ---\n{server.log_tail()}")
+        server.close()
+
+
+# -- people and data ------------------------------------------------------------
+
+
+def _user(username: str, **extra: Any) -> Any:
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user(
+        username, f"{username}@example.com", PASSWORD, **extra
+    )
+
+
+@pytest.fixture
+def alice(db: None) -> Any:
+    """A customer."""
+    return _user("alice", first_name="Alice")
+
+
+@pytest.fixture
+def bob(db: None) -> Any:
+    """Another customer, for "may not see alice's order" tests."""
+    return _user("bob", first_name="Bob")
+
+
+@pytest.fixture
+def staff_user(db: None) -> Any:
+    """A staff member (reads the staff stream, transitions orders)."""
+    return _user("staff", first_name="Sam", is_staff=True)
+
+
+@pytest.fixture
+def products(db: None) -> list[Any]:
+    """Two products for sale and one withdrawn (``products[2]``, inactive)."""
+    from orders.models import Product
+
+    return [
+        Product.objects.create(sku="BK-001", name="Dune", price=Decimal("12.50")),
+        Product.objects.create(sku="BK-002", name="Emma", price=Decimal("7.99")),
+        Product.objects.create(sku="BK-003", name="Ulysses", price=Decimal("9.00"), active=False),
+    ]
+
+
+def status_path(target: str) -> list[str]:
+    """Statuses to pass through from ``placed`` to ``target`` (shortest path)."""
+    from orders.status import TRANSITIONS, OrderStatus
+
+    start = OrderStatus.PLACED.value
+    previous: dict[str, str | None] = {start: None}
+    queue = deque([start])
+    while queue:
+        current = queue.popleft()
+        for nxt in sorted(TRANSITIONS[current]):
+            if nxt not in previous:
+                previous[nxt] = current
+                queue.append(nxt)
+    if target not in previous:
+        raise ValueError(f"{target!r} is not reachable from placed")
+    path: list[str] = []
+    node: str | None = target
+    while node is not None and node != start:
+        path.append(node)
+        node = previous[node]
+    return path[::-1]
+
+
+@pytest.fixture
+def make_order(products: list[Any]) -> Callable[..., Any]:
+    """Factory: ``make_order(customer, status="placed", quantity=1)`` -> Order.
+
+    Goes through ``place_order``/``transition_order``, so every step writes
+    (and publishes) its event exactly as production code does.
+    """
+    from orders.actions import LineRequest, place_order, transition_order
+
+    def make(customer: Any, status: str = "placed", quantity: int = 1, actor: Any = None) -> Any:
+        order = place_order(
+            customer, [LineRequest(products[0].pk, quantity)], shipping=dict(SHIPPING)
+        )
+        for step in status_path(status):
+            order = transition_order(order, step, actor=actor)
+        return order
+
+    return make
+
+
+@pytest.fixture
+def login_cookies(db: None) -> Callable[[Any], dict[str, str]]:
+    """Factory: ``login_cookies(user)`` -> ``{"sessionid": ...}`` for HTTP and WebSocket clients."""
+    from django.conf import settings
+    from django.test import Client
+
+    def login(user: Any) -> dict[str, str]:
+        client = Client()
+        client.force_login(user)
+        return {settings.SESSION_COOKIE_NAME: client.cookies[settings.SESSION_COOKIE_NAME].value}
+
+    return login

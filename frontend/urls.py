@@ -1,0 +1,16 @@
+"""Browser pages, mounted at "" in booktime/urls.py."""
+
+from django.urls import path
+
+from frontend import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("login/", views.LoginView.as_view(), name="login"),
+    path("logout/", views.logout_page, name="logout"),
+    path("logged-out/", views.logged_out, name="logged_out"),
+    path("orders/", views.my_orders, name="my_orders"),
+    path("orders/<int:order_id>/", views.order_tracking, name="order_tracking"),
+    path("track/<str:token>/", views.track_by_token, name="track_by_token"),
+    path("staff/", views.staff_dashboard, name="staff_dashboard"),
+]
