@@ -1,6 +1,7 @@
 """ASGI entry point: HTTP (Django + the SSE/long-poll consumers) and WebSocket.
 
-Both protocols go through the session/auth middleware, so every transport
+Both protocols go through the session/auth middleware (and accept a DRF
+``Authorization: Token`` header, see notifications.auth), so every transport
 sees the same ``scope["user"]``; WebSocket handshakes are also checked
 against ALLOWED_HOSTS (origin check).
 """
@@ -18,13 +19,16 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from notifications.auth import TokenAuthMiddleware  # noqa: E402
 from notifications.routing import http_urlpatterns, websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": AuthMiddlewareStack(URLRouter([*http_urlpatterns(django_asgi_app)])),
+        "http": AuthMiddlewareStack(
+            TokenAuthMiddleware(URLRouter([*http_urlpatterns(django_asgi_app)]))
+        ),
         "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+            AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))
         ),
     }
 )

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 
-from notifications.live import FollowingMixin, authorize_async
+from notifications.live import FollowingMixin, StreamUnavailable, authorize_async
 from notifications.log import CursorError, parse_cursor
 from notifications.streams import StreamError, Subscription
 
@@ -35,6 +35,12 @@ class BadRequest(Exception):
 class StreamingHttpConsumer(FollowingMixin, AsyncHttpConsumer):
     """An AsyncHttpConsumer that can keep answering after ``handle()``."""
 
+    headers_sent = False
+
+    async def send_headers(self, *, status: int = 200, headers: Any = None) -> None:
+        self.headers_sent = True
+        await super().send_headers(status=status, headers=headers)
+
     async def http_request(self, message: dict[str, Any]) -> None:
         if "body" in message:
             self.body.append(message["body"])
@@ -44,6 +50,11 @@ class StreamingHttpConsumer(FollowingMixin, AsyncHttpConsumer):
             await self.handle(b"".join(self.body))
         except BadRequest as exc:
             await self.send_error(exc)
+        except StreamUnavailable as exc:
+            if self.headers_sent:
+                await self.send_body(b"", more_body=False)  # the client resumes by cursor
+            else:
+                await self.send_error(BadRequest(503, "unavailable", exc.message), retry_after=2)
         # Not StopConsumer: live events and http.disconnect still come through
         # dispatch. Daphne sends http.disconnect after a complete response.
 
@@ -83,18 +94,22 @@ class StreamingHttpConsumer(FollowingMixin, AsyncHttpConsumer):
             param = "stream" if exc.code == "bad_stream" else None
             raise BadRequest(exc.http_status, exc.code, exc.message, param) from None
 
-    async def send_json_response(self, status: int, body: dict[str, Any]) -> None:
+    async def send_json_response(
+        self, status: int, body: dict[str, Any], extra_headers: list[tuple[bytes, bytes]] = ()
+    ) -> None:
         await self.send_response(
             status,
             json.dumps(body).encode(),
             headers=[
                 (b"Content-Type", b"application/json"),
                 (b"Cache-Control", b"no-store"),
+                *extra_headers,
             ],
         )
 
-    async def send_error(self, exc: BadRequest) -> None:
-        error: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    async def send_error(self, exc: BadRequest, retry_after: int | None = None) -> None:
+        error: dict[str, Any] = {"code": exc.code, "message": exc.message, "fields": {}}
         if exc.param:
             error["fields"] = {exc.param: exc.message}
-        await self.send_json_response(exc.status, {"error": error})
+        extra = [(b"Retry-After", str(retry_after).encode())] if retry_after else []
+        await self.send_json_response(exc.status, {"error": error}, extra)

@@ -16,6 +16,7 @@ Transports implement the hooks ``send_events``, ``send_reset`` and
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import weakref
@@ -27,6 +28,7 @@ from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 from django.conf import settings
+from django.db import DatabaseError
 
 from notifications.log import LiveCursor, latest_event_id, read_backlog
 from notifications.streams import StreamError, Subscription, authorize
@@ -63,8 +65,17 @@ def event_json(message: dict[str, Any]) -> str:
     return text if isinstance(text, str) else json.dumps(message["event"])
 
 
+class StreamUnavailable(Exception):
+    """The database could not be read: the client should retry shortly."""
+
+    message = "the event log is unavailable for a moment; retry shortly"
+
+
 async def authorize_async(user: Any, stream: Any, token: str | None) -> Subscription:
-    return await database_sync_to_async(authorize)(user, stream, token)
+    try:
+        return await database_sync_to_async(authorize)(user, stream, token)
+    except DatabaseError as exc:
+        raise StreamUnavailable() from exc
 
 
 class FollowingMixin:
@@ -97,16 +108,27 @@ class FollowingMixin:
 
     async def follow(self, subscription: Subscription, after: int | None) -> Followed:
         """Join the group, then backfill from ``after``; live events follow."""
-        if after is None:
-            # "From now" means from the newest event *before* joining: events
-            # committed while we join are then backfilled, not lost.
-            after = await database_sync_to_async(latest_event_id)()
+        try:
+            if after is None:
+                # "From now" means from the newest event *before* joining: events
+                # committed while we join are then backfilled, not lost.
+                after = await database_sync_to_async(latest_event_id)()
+        except DatabaseError as exc:
+            raise StreamUnavailable() from exc
         followed = Followed(subscription, LiveCursor(0))
         self.followed[subscription.group] = followed
-        await self.channel_layer.group_add(subscription.group, self.channel_name)
+        try:
+            await self.channel_layer.group_add(subscription.group, self.channel_name)
+        except Exception as exc:  # noqa: BLE001 - Redis down: serve the log, join later
+            logger.info("group_add failed (%s); will re-join when the layer answers", exc)
+            self.rejoin_later()
         LayerWatchdog.for_running_loop().register(self.channel_name)
         await self.joined(subscription)
-        await self.backfill(followed, after)
+        try:
+            await self.backfill(followed, after)
+        except DatabaseError as exc:
+            await self.unfollow(subscription.group)
+            raise StreamUnavailable() from exc
         return followed
 
     async def unfollow(self, group: str) -> None:
@@ -117,6 +139,7 @@ class FollowingMixin:
             logger.debug("group_discard failed for %s", group, exc_info=True)
 
     async def unfollow_all(self) -> None:
+        self.cancel_rejoin()
         for group in list(self.followed):
             await self.unfollow(group)
         LayerWatchdog.for_running_loop().unregister(self.channel_name)
@@ -156,9 +179,37 @@ class FollowingMixin:
 
     async def layer_recovered(self, message: dict[str, Any]) -> None:
         """Redis came back: re-join every group, then catch up from each cursor."""
-        for followed in list(self.followed.values()):
-            await self.channel_layer.group_add(followed.subscription.group, self.channel_name)
-            await self.backfill(followed, followed.cursor.last_sent)
+        try:
+            for followed in list(self.followed.values()):
+                await self.channel_layer.group_add(followed.subscription.group, self.channel_name)
+                await self.backfill(followed, followed.cursor.last_sent)
+        except Exception as exc:  # noqa: BLE001 - database or layer not back yet: retry
+            logger.info("catch-up after an outage failed (%s); retrying", exc)
+            self.rejoin_later()
+
+    def rejoin_later(self) -> None:
+        """Retry joining every group in the background; once the layer answers,
+        a ``layer.recovered`` message runs the catch-up in dispatch order."""
+        task = getattr(self, "_rejoin_task", None)
+        if task is None or task.done():
+            self._rejoin_task = asyncio.get_running_loop().create_task(self._rejoin())
+
+    async def _rejoin(self) -> None:
+        for attempt in itertools.count():
+            await asyncio.sleep(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)])
+            if not self.followed:
+                return
+            if await self._layer_answers():
+                try:
+                    await self.channel_layer.send(self.channel_name, {"type": RECOVERED})
+                    return
+                except Exception:  # noqa: BLE001
+                    continue
+
+    def cancel_rejoin(self) -> None:
+        task = getattr(self, "_rejoin_task", None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
 
     # -- a layer receive that survives outages --------------------------------
 
@@ -279,4 +330,11 @@ class LayerWatchdog:
                 logger.debug("could not notify %s", channel_name, exc_info=True)
 
 
-__all__ = ["FollowingMixin", "LayerWatchdog", "Outgoing", "StreamError", "authorize_async"]
+__all__ = [
+    "FollowingMixin",
+    "LayerWatchdog",
+    "Outgoing",
+    "StreamError",
+    "StreamUnavailable",
+    "authorize_async",
+]

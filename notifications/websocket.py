@@ -24,7 +24,7 @@ from urllib.parse import parse_qs
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from notifications.live import FollowingMixin, Outgoing, authorize_async
+from notifications.live import FollowingMixin, Outgoing, StreamUnavailable, authorize_async
 from notifications.log import CursorError, parse_cursor
 from notifications.streams import StreamError, Subscription
 
@@ -104,6 +104,8 @@ class LiveConsumer(FollowingMixin, AsyncJsonWebsocketConsumer):
             subscription = await authorize_async(self.scope.get("user"), stream, token)
         except StreamError as exc:
             raise ProtocolError(exc.code, exc.message, stream=_safe(stream)) from None
+        except StreamUnavailable as exc:
+            raise ProtocolError("unavailable", exc.message, stream=_safe(stream)) from None
         if subscription.group in self.followed:
             await self.send_json({"type": "subscribed", "stream": subscription.stream})
             return
@@ -113,7 +115,10 @@ class LiveConsumer(FollowingMixin, AsyncJsonWebsocketConsumer):
                 f"at most {settings.MAX_SUBSCRIPTIONS_PER_SOCKET} streams per connection",
                 stream=subscription.stream,
             )
-        await self.follow(subscription, after)
+        try:
+            await self.follow(subscription, after)
+        except StreamUnavailable as exc:
+            raise ProtocolError("unavailable", exc.message, stream=subscription.stream) from None
 
     async def action_unsubscribe(self, content: dict[str, Any]) -> None:
         stream = content.get("stream")

@@ -37,6 +37,9 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import subprocess
+import sys
+import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -45,7 +48,7 @@ from typing import Any
 import pytest
 
 from booktime.devredis import DiscoveredRedis, RedisServer, discover_redis, redacted
-from booktime.testing.live import DaphneServer, database_url_for
+from booktime.testing.live import BASE_DIR, DaphneServer, database_url_for
 
 _redis_key = pytest.StashKey[DiscoveredRedis]()
 _prefix_key = pytest.StashKey[str]()
@@ -352,6 +355,42 @@ def start_daphne(
     for server in started:
         print(f"--- {server!r} log tail ---\n{server.log_tail()}")
         server.close()
+
+
+@pytest.fixture
+def start_publisher(
+    daphne_env: dict[str, str], transactional_db: None
+) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Factory: ``start_publisher(REDIS_URL=...)`` runs ``manage.py publish_pending``.
+
+    The worker that sends events the on-commit fast path could not (Redis
+    down). Stopped when the test ends; its output is printed on failure.
+    """
+    started: list[tuple[subprocess.Popen[bytes], Any]] = []
+
+    def start(**env: str) -> subprocess.Popen[bytes]:
+        log = tempfile.TemporaryFile()  # noqa: SIM115 - closed at teardown
+        process = subprocess.Popen(
+            [sys.executable, str(BASE_DIR / "manage.py"), "publish_pending", "--interval", "0.2"],
+            env={**os.environ, **daphne_env, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=BASE_DIR,
+        )
+        started.append((process, log))
+        return process
+
+    yield start
+    for process, log in started:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.seek(0)
+        print(f"--- publish_pending output ---\n{log.read().decode(errors='replace')[-3000:]}")
+        log.close()
 
 
 # -- people and data ------------------------------------------------------------

@@ -134,3 +134,16 @@ async def test_anonymous_readers_get_401_and_other_customers_403(bob, alices_ord
     assert other.status == 403
     body = await other.json()
     assert alices_order.reference not in json.dumps(body)
+
+
+async def test_a_rest_api_token_opens_a_stream_and_a_bad_one_is_anonymous(alice, alices_order):
+    from rest_framework.authtoken.models import Token
+
+    token = await sync_to_async(Token.objects.create)(user=alice)
+    ok = await open_stream(
+        None, f"stream=order:{alices_order.pk}", authorization=f"Token {token.key}"
+    )
+    assert ok.status == 200
+    await ok.close()
+    refused = await open_stream(None, f"stream=order:{alices_order.pk}", authorization="Token nope")
+    assert refused.status == 401

@@ -211,7 +211,7 @@ async def test_more_than_fifty_subscriptions_are_refused(staff, product, socket_
 async def test_a_change_landing_while_subscribing_without_a_cursor_is_not_lost(
     alice, alices_order, socket_factory, monkeypatch
 ):
-    """"From now" is the newest event before joining the group, so a change
+    """ "From now" is the newest event before joining the group, so a change
     committed between the join and the backlog read still reaches the client."""
     import notifications.live as live
 
