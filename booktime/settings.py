@@ -214,6 +214,13 @@ LONGPOLL_MAX_PER_CLIENT = env_int("LONGPOLL_MAX_PER_CLIENT", 6, minimum=1)
 # client to page on (long-poll, REST) or streaming the rest (WS, SSE).
 BACKFILL_PAGE_SIZE = env_int("BACKFILL_PAGE_SIZE", 500, minimum=1)
 MAX_SUBSCRIPTIONS_PER_SOCKET = 50
+# A client that stops reading is cut off once this much is waiting in the
+# server's send buffer for it (it resumes by cursor). Bounds the memory one
+# stalled client can pin; 128 KiB is several hundred events.
+STREAM_CLIENT_BUFFER_BYTES = env_int("STREAM_CLIENT_BUFFER_BYTES", 128 * 1024, minimum=1024)
+# Optional cap (bytes) on each stream socket's kernel send buffer; 0 leaves
+# the kernel's default. Lower values make slow clients hit the bound sooner.
+STREAM_SOCKET_SNDBUF = env_int("STREAM_SOCKET_SNDBUF", 0)
 MAX_WEBSOCKET_FRAME_BYTES = 64 * 1024
 # Signed tracking links for anonymous viewers stay valid this long.
 TRACKING_TOKEN_MAX_AGE = env_int("TRACKING_TOKEN_MAX_AGE", 60 * 60 * 24 * 90, minimum=60)

@@ -30,6 +30,7 @@ from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.db import DatabaseError
 
+from notifications.backpressure import buffered_bytes, is_backed_up, transport_of
 from notifications.log import LiveCursor, latest_event_id, read_backlog
 from notifications.streams import StreamError, Subscription, authorize
 
@@ -98,6 +99,26 @@ class FollowingMixin:
         """Called once the group is joined, before the backfill: from here on
         no event of the stream can be missed."""
 
+    async def cut_off(self) -> None:
+        """End the connection of a client that stopped reading (it resumes by cursor)."""
+
+    # -- writing, bounded ----------------------------------------------------
+
+    async def deliver(self, subscription: Subscription, events: list[Outgoing]) -> None:
+        """``send_events`` unless the client has stopped reading; then cut it off."""
+        if getattr(self, "was_cut_off", False):
+            return
+        transport = getattr(self, "transport", None)
+        if is_backed_up(transport):
+            self.was_cut_off = True
+            logger.warning(
+                "cutting off a client that stopped reading (%d bytes waiting)",
+                buffered_bytes(transport),
+            )
+            await self.cut_off()
+            return
+        await self.send_events(subscription, events)
+
     # -- following -----------------------------------------------------------
 
     @property
@@ -154,7 +175,7 @@ class FollowingMixin:
                 return
             fresh = followed.cursor.accept_many(page.events)
             if fresh:
-                await self.send_events(
+                await self.deliver(
                     followed.subscription,
                     [Outgoing(env["id"], env["type"], json.dumps(env)) for env in fresh],
                 )
@@ -172,7 +193,7 @@ class FollowingMixin:
             return
         envelope = message["event"]
         if followed.cursor.accept(envelope):
-            await self.send_events(
+            await self.deliver(
                 followed.subscription,
                 [Outgoing(envelope["id"], envelope["type"], event_json(message))],
             )
@@ -222,6 +243,7 @@ class FollowingMixin:
         self.channel_name = await self.channel_layer.new_channel()
         self.channel_receive = self._receive_from_layer
         self.base_send = send
+        self.transport = transport_of(send)  # daphne's, for the slow-client bound
         try:
             await await_many_dispatch([receive, self.channel_receive], self.dispatch)
         except StopConsumer:

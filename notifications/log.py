@@ -111,8 +111,11 @@ def read_backlog(
     events = [row.envelope() for row in rows]
     # With no more rows the reader has seen everything up to ``newest`` as far
     # as its filter goes, so the cursor may jump there; it stays on the last
-    # row returned when a page was cut short.
-    cursor = events[-1]["id"] if more else max(newest, after)
+    # row returned when a page was cut short. Rows committed between reading
+    # ``newest`` and the rows can come back with higher ids (PostgreSQL reads
+    # each statement afresh): the cursor never falls behind what was returned.
+    last_returned = events[-1]["id"] if events else 0
+    cursor = last_returned if more else max(newest, after, last_returned)
     return Backlog(events=events, cursor=cursor, more=more)
 
 

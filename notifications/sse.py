@@ -59,6 +59,10 @@ class EventStreamConsumer(StreamingHttpConsumer):
             with contextlib.suppress(asyncio.CancelledError):
                 await self.heartbeat_task
 
+    async def cut_off(self) -> None:
+        """End the response; EventSource reconnects with Last-Event-ID."""
+        await self.send_body(b"", more_body=False)
+
     async def write(self, text: str) -> None:
         await self.send_body(text.encode(), more_body=True)
 

@@ -28,6 +28,9 @@ from notifications.live import FollowingMixin, Outgoing, StreamUnavailable, auth
 from notifications.log import CursorError, parse_cursor
 from notifications.streams import StreamError, Subscription
 
+# Close code for a client that stopped reading (see notifications.backpressure).
+SLOW_CLIENT_CLOSE_CODE = 4008
+
 
 class ProtocolError(Exception):
     def __init__(self, code: str, message: str, **extra: Any) -> None:
@@ -145,6 +148,10 @@ class LiveConsumer(FollowingMixin, AsyncJsonWebsocketConsumer):
         """``subscribed`` is sent only once the group is joined, so a change
         the client makes right after seeing it cannot be missed."""
         await self.send_json({"type": "subscribed", "stream": subscription.stream})
+
+    async def cut_off(self) -> None:
+        """4008: too far behind; reconnect and subscribe with your last event id."""
+        await self.close(code=SLOW_CLIENT_CLOSE_CODE)
 
     async def send_reset(self, subscription: Subscription, cursor: int) -> None:
         await self.send_json({"type": "reset", "stream": subscription.stream, "cursor": cursor})

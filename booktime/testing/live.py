@@ -359,3 +359,183 @@ async def sse_frames(lines: AsyncIterator[str], comments: bool = False) -> Async
 async def sse_next(frames: AsyncIterator[SSEFrame], timeout: float = 10.0) -> SSEFrame:
     """The next frame from ``sse_frames(...)``, or ``TimeoutError``."""
     return await asyncio.wait_for(anext(frames), timeout)
+
+
+# -- a client that follows the reconnect rule ---------------------------------------
+
+
+class FollowerError(Exception):
+    """The server refused the stream (an error frame or a 4xx): reconnecting will not help."""
+
+
+class ResumingFollower:
+    """Follows one stream over WebSocket (``"ws"``) or SSE (``"sse"``) like a real client.
+
+    When the connection drops it reconnects, trying the next server of
+    ``servers`` in turn (a load balancer's job), and resumes from its cursor:
+    ``after`` in the WebSocket ``subscribe``, ``Last-Event-ID`` for SSE.
+    ``received`` keeps every event frame as it came (duplicates included, for
+    tests to check); ``events`` keeps each id once, as the browser client does.
+    Used by the server-kill and reconnect-storm tests.
+    """
+
+    def __init__(
+        self,
+        servers: list[DaphneServer],
+        stream: str,
+        *,
+        transport: str = "ws",
+        cookies: Mapping[str, str] | None = None,
+        after: int | None = 0,
+        token: str | None = None,
+    ) -> None:
+        if transport not in ("ws", "sse"):
+            raise ValueError("transport must be 'ws' or 'sse'")
+        self.servers = list(servers)
+        self.stream = stream
+        self.transport = transport
+        self.cookies = dict(cookies or {})
+        self.cursor = after
+        self.token = token
+        self.received: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+        self.resets: list[int] = []
+        self.connections: list[DaphneServer] = []  # the server of each successful (re)connect
+        self.error: BaseException | None = None
+        self._index = 0
+        self._task: asyncio.Task[None] | None = None
+        self._ws: Any = None
+
+    # -- control --------------------------------------------------------------
+
+    def start(self) -> ResumingFollower:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def drop(self) -> None:
+        """Close the current WebSocket from the client side; the follower reconnects."""
+        if self._ws is not None:
+            await self._ws.close()
+
+    @property
+    def ids(self) -> list[int]:
+        return [event["id"] for event in self.events]
+
+    @property
+    def server(self) -> DaphneServer | None:
+        """The server of the current (or last) connection."""
+        return self.connections[-1] if self.connections else None
+
+    async def wait_connected(self, count: int = 1, timeout: float = 15.0) -> None:
+        """Until the stream has been (re)opened ``count`` times in all."""
+        await async_wait_until(
+            lambda: self._check() and len(self.connections) >= count,
+            timeout,
+            f"{self.transport} follower of {self.stream} to connect {count} time(s)",
+        )
+
+    async def wait_for_ids(self, ids: list[int], timeout: float = 15.0) -> None:
+        """Until every id in ``ids`` has arrived."""
+        wanted = set(ids)
+        await async_wait_until(
+            lambda: self._check() and wanted <= set(self.ids),
+            timeout,
+            f"{self.transport} follower of {self.stream} to receive {sorted(wanted)}; "
+            f"has {self.ids}",
+        )
+
+    def _check(self) -> bool:
+        if self.error is not None:
+            raise FollowerError(f"{self.stream}: {self.error}") from self.error
+        return True
+
+    # -- the loop ---------------------------------------------------------------
+
+    async def _run(self) -> None:
+        import httpx
+        from websockets.exceptions import InvalidHandshake, WebSocketException
+
+        delay = 0.05
+        while True:
+            server = self.servers[self._index % len(self.servers)]
+            try:
+                if self.transport == "ws":
+                    await self._follow_ws(server)
+                else:
+                    await self._follow_sse(server)
+                delay = 0.05  # a clean end: reconnect at once
+            except FollowerError as exc:
+                self.error = exc
+                return
+            except (
+                OSError,
+                TimeoutError,
+                httpx.TransportError,
+                InvalidHandshake,
+                WebSocketException,
+            ):
+                # Refused, reset or cut off: the next server, with the cursor we have.
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+            self._index += 1
+
+    def _accept(self, envelope: dict[str, Any]) -> None:
+        self.received.append(envelope)
+        if self.cursor is None or envelope["id"] > self.cursor:
+            self.events.append(envelope)
+            self.cursor = envelope["id"]
+
+    async def _follow_ws(self, server: DaphneServer) -> None:
+        ws = await ws_connect(server, cookies=self.cookies)
+        self._ws = ws
+        try:
+            message: dict[str, Any] = {"action": "subscribe", "stream": self.stream}
+            if self.cursor is not None:
+                message["after"] = self.cursor
+            if self.token is not None:
+                message["token"] = self.token
+            await ws_send(ws, message)
+            async for raw in ws:
+                frame = json.loads(raw)
+                kind = frame.get("type")
+                if kind == "subscribed":
+                    self.connections.append(server)
+                elif kind == "event":
+                    self._accept(frame["event"])
+                elif kind == "reset":
+                    self.resets.append(frame["cursor"])
+                    self.cursor = frame["cursor"]
+                elif kind == "error":
+                    raise FollowerError(f"{frame.get('code')}: {frame.get('message')}")
+        finally:
+            self._ws = None
+            await ws.close()
+
+    async def _follow_sse(self, server: DaphneServer) -> None:
+        import httpx
+
+        headers = {} if self.cursor is None else {"Last-Event-ID": str(self.cursor)}
+        params = {"stream": self.stream}
+        if self.token is not None:
+            params["token"] = self.token
+        timeout = httpx.Timeout(10.0, read=None)  # heartbeats keep it alive; a kill ends it
+        async with (
+            httpx.AsyncClient(base_url=server.url, cookies=self.cookies, timeout=timeout) as client,
+            client.stream("GET", "/events/stream/", params=params, headers=headers) as response,
+        ):
+            if response.status_code != 200:
+                raise FollowerError(f"HTTP {response.status_code}: {(await response.aread())!r}")
+            self.connections.append(server)
+            async for frame in sse_frames(response.aiter_lines()):
+                if frame.event == "reset":
+                    cursor = frame.json()["cursor"]
+                    self.resets.append(cursor)
+                    self.cursor = cursor
+                elif frame.event.startswith("order."):
+                    self._accept(frame.json())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.conf import settings
@@ -42,7 +43,7 @@ def assert_error(response: Any, status: int, code: str | None = None) -> dict[st
     """The response is ``status`` in the one error shape; returns the ``error`` object."""
     assert response.status_code == status, response.content
     assert response["Content-Type"].startswith("application/json")
-    body = response.json()
+    body = json.loads(response.content)
     assert set(body) == {"error"}
     error = body["error"]
     assert {"code", "message", "fields"} <= set(error)

@@ -1,0 +1,120 @@
+"""The admin change form: status changes are validated (form error, not a 500) and logged."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from orders.models import OrderEvent
+
+pytestmark = pytest.mark.django_db
+
+
+class FormFields(HTMLParser):
+    """Collect what a browser would submit from the admin's change form."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data: dict[str, str] = {}
+        self._select: str | None = None
+        self._textarea: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        name = a.get("name")
+        if tag == "input" and name and a.get("type") not in ("submit", "checkbox"):
+            self.data[name] = a.get("value", "")
+        elif tag == "input" and name and "checked" in a:
+            self.data[name] = "on"
+        elif tag == "select" and name:
+            self._select = name
+            self.data.setdefault(name, "")
+        elif tag == "option" and self._select and "selected" in a:
+            self.data[self._select] = a.get("value", "")
+        elif tag == "textarea" and name:
+            self._textarea = name
+            self.data[name] = ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "select":
+            self._select = None
+        elif tag == "textarea":
+            self._textarea = None
+
+    def handle_data(self, data: str) -> None:
+        if self._textarea:
+            self.data[self._textarea] += data
+
+
+@pytest.fixture
+def admin_user(db: None) -> Any:
+    return get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-123")
+
+
+@pytest.fixture
+def admin_client(admin_user: Any) -> Client:
+    client = Client()
+    client.force_login(admin_user)
+    return client
+
+
+def change_form(client: Client, order: Any) -> tuple[str, dict[str, str]]:
+    url = f"/admin/orders/order/{order.pk}/change/"
+    response = client.get(url)
+    assert response.status_code == 200
+    parser = FormFields()
+    parser.feed(response.content.decode())
+    return url, parser.data
+
+
+def test_an_illegal_status_change_is_a_form_error(
+    admin_client: Client, alice: Any, make_order: Any
+) -> None:
+    order = make_order(alice, "placed")
+    url, data = change_form(admin_client, order)
+    response = admin_client.post(url, {**data, "status": "delivered"})
+    assert response.status_code == 200  # the form again, not a 500 or a redirect
+    errors = response.context["adminform"].form.errors
+    assert "cannot become 'delivered'" in errors["status"][0]
+    order.refresh_from_db()
+    assert order.status == "placed"
+    assert OrderEvent.objects.filter(order=order).count() == 1
+
+
+def test_a_legal_status_change_is_logged_with_the_admin_as_actor(
+    admin_client: Client, admin_user: Any, alice: Any, make_order: Any
+) -> None:
+    order = make_order(alice, "paid")
+    url, data = change_form(admin_client, order)
+    response = admin_client.post(url, {**data, "status": "packed"})
+    assert response.status_code == 302, response.content[:2000]
+    order.refresh_from_db()
+    assert order.status == "packed"
+    event = OrderEvent.objects.filter(order=order).latest("id")
+    assert (event.type, event.actor, event.data["previous_status"]) == (
+        "order.status_changed",
+        admin_user,
+        "paid",
+    )
+
+
+def test_the_change_form_shows_lines_and_events_read_only(
+    admin_client: Client, alice: Any, make_order: Any
+) -> None:
+    order = make_order(alice, "shipped")
+    response = admin_client.get(f"/admin/orders/order/{order.pk}/change/")
+    page = response.content.decode()
+    assert "Dune" in page
+    assert "packed → shipped" in page
+    url, data = change_form(admin_client, order)
+    assert not any(name.startswith("events-0-type") for name in data)  # not editable
+    assert admin_client.get(f"/admin/orders/order/{order.pk}/delete/").status_code == 403
+
+
+def test_products_and_tokens_are_in_the_admin(admin_client: Client, products: list[Any]) -> None:
+    assert "Dune" in admin_client.get("/admin/orders/product/").content.decode()
+    assert admin_client.get("/admin/authtoken/tokenproxy/").status_code == 200
