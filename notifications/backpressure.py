@@ -23,6 +23,13 @@ logger = logging.getLogger(__name__)
 
 def transport_of(send: Any) -> Any | None:
     """The Twisted TCP transport behind daphne's ``send`` callable, if any."""
+    # channels' SessionMiddleware wraps send in a bound method of an object
+    # that keeps the original as ``real_send``.
+    for _ in range(5):
+        wrapped = getattr(getattr(send, "__self__", None), "real_send", None)
+        if wrapped is None:
+            break
+        send = wrapped
     if not isinstance(send, functools.partial) or not send.args:
         return None
     protocol = send.args[0]
