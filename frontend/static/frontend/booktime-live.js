@@ -288,15 +288,16 @@
         }, 0);
         return { close: function () {} };
       }
+      function subscribe(stream) {
+        var msg = { action: 'subscribe', stream: stream };
+        if (self.cursors[stream] !== null) msg.after = self.cursors[stream];
+        if (self.token) msg.token = self.token;
+        pending[stream] = true;
+        ws.send(JSON.stringify(msg));
+      }
       ws.onopen = function () {
         if (gen !== self.generation) return;
-        self._activeStreams().forEach(function (stream) {
-          var msg = { action: 'subscribe', stream: stream };
-          if (self.cursors[stream] !== null) msg.after = self.cursors[stream];
-          if (self.token) msg.token = self.token;
-          pending[stream] = true;
-          ws.send(JSON.stringify(msg));
-        });
+        self._activeStreams().forEach(subscribe);
         self.timers.ping = global.setInterval(function () {
           if (ws.readyState === 1) ws.send(JSON.stringify({ action: 'ping' }));
         }, self.opts.pingInterval);
@@ -326,6 +327,13 @@
               delete pending[frame.stream];
               self._fatal(frame.stream, frame.code, frame.message);
               if (!self._activeStreams().length) self._goOffline();
+            } else if (frame.stream && frame.code === 'unavailable') {
+              // The server could not read the log for a moment and dropped
+              // this subscription: ask again, from our cursor, shortly.
+              var stream = frame.stream;
+              global.setTimeout(function () {
+                if (gen === self.generation && ws.readyState === 1) subscribe(stream);
+              }, 1000 + Math.random() * 1000);
             }
             break;
           default: // pong, unsubscribed: liveness only
