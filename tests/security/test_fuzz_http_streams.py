@@ -1,0 +1,156 @@
+"""Fuzz the SSE and long-poll endpoints' query strings and headers with hypothesis.
+
+Through the real ASGI app (routing, session and token middleware): whatever
+the query string, ``Last-Event-ID``, cookie or ``Authorization`` header, the
+answer is 200 (a stream, a poll answer, or a poll still waiting) or
+400/401/403/429 with the JSON error body, never a 5xx or a crash; no event is
+written, nothing is logged as an error, no long-poll slot is leaked, and a
+200 never carries another customer's order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from asgiref.sync import sync_to_async
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from notifications.longpoll import open_polls
+from notifications.streams import make_tracking_token
+from orders.models import OrderEvent
+from tests.security.asgi import http_get, session_cookie
+
+pytestmark = [
+    pytest.mark.asyncio,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("memory_layer"),
+]
+
+ERRORS = {400, 401, 403, 429}
+FUZZ = settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+header_text = st.text(st.characters(codec="latin-1", exclude_characters="\r\n"), max_size=60)
+
+
+@pytest.fixture
+def world(alice: Any, bob: Any, make_order: Any) -> dict[str, Any]:
+    alices, bobs = make_order(alice, "paid"), make_order(bob, "shipped")
+    from rest_framework.authtoken.models import Token
+
+    return {
+        "alices": alices,
+        "bobs": bobs,
+        "cookie": session_cookie(alice),
+        "api_token": Token.objects.create(user=alice).key,
+        "tracking": make_tracking_token(alices),
+    }
+
+
+def requests(world: dict[str, Any]) -> st.SearchStrategy[tuple[bytes, list[tuple[bytes, bytes]]]]:
+    """(query string, headers): mostly plausible parameters, some pure noise."""
+    alices, bobs = world["alices"].pk, world["bobs"].pk
+    stream = st.sampled_from(
+        ["mine", "staff", f"order:{alices}", f"order:{bobs}", "order:0", "order:99999999", ""]
+    ) | st.text(max_size=30)
+    number = st.integers(0, 10**6).map(str) | st.integers(-(2**70), 2**70).map(str)
+    params = st.fixed_dictionaries(
+        {},
+        optional={
+            "stream": stream,
+            "after": number | st.text(max_size=25),
+            "timeout": st.sampled_from(["0", "1", "", "61", "-1", "1e3", "０"])
+            | st.text(max_size=5),
+            "token": st.sampled_from([world["tracking"], world["tracking"][:-2] + "xx"])
+            | st.text(max_size=40),
+            "junk": st.text(max_size=20),
+        },
+    )
+    plausible = st.fixed_dictionaries(
+        {"stream": st.sampled_from(["mine", "staff", f"order:{alices}", f"order:{bobs}"])},
+        optional={
+            "after": st.integers(0, 10**6).map(str),
+            "timeout": st.sampled_from(["0", "1"]),
+            "token": st.sampled_from([world["tracking"], "nope"]),
+        },
+    )
+    query = (
+        plausible.map(lambda p: urlencode(p).encode())
+        | params.map(lambda p: urlencode(p).encode())
+        | st.binary(max_size=80)
+    )
+    credentials = st.fixed_dictionaries(
+        {},
+        optional={
+            b"last-event-id": st.integers(0, 10**6).map(str),
+            b"cookie": st.sampled_from([world["cookie"], "sessionid=nope"]),
+            b"authorization": st.sampled_from([f"Token {world['api_token']}", "Token nope"]),
+        },
+    )
+    noise = st.fixed_dictionaries(
+        {},
+        optional={
+            b"last-event-id": number | header_text,
+            b"cookie": st.sampled_from([world["cookie"], "sessionid=nope"]) | header_text,
+            b"authorization": st.sampled_from(
+                [f"Token {world['api_token']}", "Token nope", "Token ", "Bearer x"]
+            )
+            | header_text,
+        },
+    )
+    headers = (credentials | noise).map(lambda h: [(k, v.encode("latin-1")) for k, v in h.items()])
+    return st.tuples(query, headers)
+
+
+async def check(path: str, data: Any, world: dict[str, Any], caplog: Any) -> None:
+    caplog.set_level(logging.ERROR)
+    query, headers = data.draw(requests(world), label="request")
+    before = await sync_to_async(OrderEvent.objects.count)()
+    answer = await http_get(path, query, headers, hold=0.2)
+    event(f"status {answer.status}")
+    if answer.status is None:
+        assert path == "/events/poll/", "only a long-poll may hold its answer"
+    elif answer.status in ERRORS:
+        assert answer.content_type == "application/json", answer
+        error = answer.json()["error"]
+        assert isinstance(error["code"], str) and error["message"]
+    else:
+        assert answer.status == 200, (answer.status, answer.body[:300])
+        if path == "/events/stream/":
+            assert answer.content_type.startswith("text/event-stream")
+            lines = answer.body.decode().splitlines()
+            events = [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
+            events = [e for e in events if "order" in e]
+        else:
+            body = answer.json()
+            assert isinstance(body["events"], list) and isinstance(body["cursor"], int)
+            events = body["events"]
+        # Every credential in play is Alice's (session, API token, tracking link).
+        assert {e["order"]["id"] for e in events} <= {world["alices"].pk}
+    assert await sync_to_async(OrderEvent.objects.count)() == before
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not open_polls, f"long-poll slots leaked: {dict(open_polls)}"
+
+
+@FUZZ
+@given(data=st.data())
+async def test_any_sse_request_gets_a_stream_or_a_json_error(
+    data: Any, world: dict[str, Any], caplog: Any
+) -> None:
+    await check("/events/stream/", data, world, caplog)
+
+
+@FUZZ
+@given(data=st.data())
+async def test_any_long_poll_request_gets_an_answer_or_a_json_error(
+    data: Any, world: dict[str, Any], caplog: Any
+) -> None:
+    await check("/events/poll/", data, world, caplog)
