@@ -165,6 +165,9 @@ CHANNEL_LAYER_PREFIX = env_str("CHANNEL_LAYER_PREFIX", "booktime")
 CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 1000, minimum=1)
 CHANNEL_LAYER_EXPIRY = env_int("CHANNEL_LAYER_EXPIRY", 60, minimum=1)
 
+# A Redis that does not answer must not hold up a save for long.
+_REDIS_HOST = {"address": REDIS_URL, "socket_connect_timeout": 2}
+
 if CHANNEL_LAYER == "memory":
     CHANNEL_LAYERS = {
         "default": {
@@ -176,7 +179,7 @@ elif CHANNEL_LAYER == "pubsub":
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": CHANNEL_LAYER_PREFIX},
+            "CONFIG": {"hosts": [_REDIS_HOST], "prefix": CHANNEL_LAYER_PREFIX},
         }
     }
 elif CHANNEL_LAYER == "redis":
@@ -184,7 +187,7 @@ elif CHANNEL_LAYER == "redis":
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                "hosts": [_REDIS_HOST],
                 "prefix": CHANNEL_LAYER_PREFIX,
                 "capacity": CHANNEL_LAYER_CAPACITY,
                 "expiry": CHANNEL_LAYER_EXPIRY,
@@ -218,6 +221,9 @@ MAX_SUBSCRIPTIONS_PER_SOCKET = 50
 # server's send buffer for it (it resumes by cursor). Bounds the memory one
 # stalled client can pin; 128 KiB is several hundred events.
 STREAM_CLIENT_BUFFER_BYTES = env_int("STREAM_CLIENT_BUFFER_BYTES", 128 * 1024, minimum=1024)
+# ...and has not drained below it within this many seconds. Meanwhile the
+# connection's further writes wait (a backfill goes out page by page).
+STREAM_SLOW_CLIENT_GRACE_SECONDS = env_int("STREAM_SLOW_CLIENT_GRACE_SECONDS", 5, minimum=1)
 # Optional cap (bytes) on each stream socket's kernel send buffer; 0 leaves
 # the kernel's default. Lower values make slow clients hit the bound sooner.
 STREAM_SOCKET_SNDBUF = env_int("STREAM_SOCKET_SNDBUF", 0)

@@ -4,13 +4,15 @@ ASGI gives an application no backpressure: daphne writes whatever it is sent
 into the Twisted transport, whose buffer grows without limit when the client
 stops reading. The consumers look at that buffer before each write (daphne's
 ``send`` is ``partial(server.handle_reply, protocol)``) and cut a client off
-once more than ``STREAM_CLIENT_BUFFER_BYTES`` are waiting; the client resumes
+once more than ``STREAM_CLIENT_BUFFER_BYTES`` have been waiting for longer
+than ``STREAM_SLOW_CLIENT_GRACE_SECONDS``; the client resumes
 with its cursor, so nothing is lost. Under another ASGI server (or in tests
 through channels' communicators) the buffer is unknown and nothing is cut.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import socket
@@ -19,6 +21,8 @@ from typing import Any
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
+
+DRAIN_POLL_SECONDS = 0.02
 
 
 def transport_of(send: Any) -> Any | None:
@@ -52,6 +56,19 @@ def buffered_bytes(transport: Any) -> int:
 
 def is_backed_up(transport: Any | None) -> bool:
     return transport is not None and buffered_bytes(transport) > settings.STREAM_CLIENT_BUFFER_BYTES
+
+
+async def drained(transport: Any) -> bool:
+    """Wait up to STREAM_SLOW_CLIENT_GRACE_SECONDS for the buffer to fall under
+    the bound: a client that reads, however slowly, gets a backfill page by
+    page; one that does not read is cut off. Twisted does not tell asyncio
+    when it drains, so this looks every few milliseconds."""
+    deadline = asyncio.get_running_loop().time() + settings.STREAM_SLOW_CLIENT_GRACE_SECONDS
+    while is_backed_up(transport):
+        if asyncio.get_running_loop().time() >= deadline:
+            return False
+        await asyncio.sleep(DRAIN_POLL_SECONDS)
+    return True
 
 
 def _limit_kernel_buffer(transport: Any) -> None:

@@ -30,7 +30,7 @@ from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.db import DatabaseError
 
-from notifications.backpressure import buffered_bytes, is_backed_up, transport_of
+from notifications.backpressure import buffered_bytes, drained, is_backed_up, transport_of
 from notifications.log import LiveCursor, latest_event_id, read_backlog
 from notifications.streams import StreamError, Subscription, authorize
 
@@ -109,7 +109,7 @@ class FollowingMixin:
         if getattr(self, "was_cut_off", False):
             return
         transport = getattr(self, "transport", None)
-        if is_backed_up(transport):
+        if is_backed_up(transport) and not await drained(transport):
             self.was_cut_off = True
             logger.warning(
                 "cutting off a client that stopped reading (%d bytes waiting)",
@@ -185,6 +185,18 @@ class FollowingMixin:
             after = page.cursor
 
     # -- channel-layer handlers ----------------------------------------------
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Live events skip channels' per-message ``aclose_old_connections()``.
+
+        That hop to the database thread runs before *every* handler; a live
+        event needs no database, and under fan-out the hop cost more server
+        CPU than delivering the event (bench, docs/performance.md).
+        """
+        if message.get("type") == "order.event":
+            await self.order_event(message)
+        else:
+            await super().dispatch(message)  # type: ignore[misc]
 
     async def order_event(self, message: dict[str, Any]) -> None:
         """A live event from one of our groups: send it unless already sent."""

@@ -35,6 +35,7 @@ request the data as fixtures. Live tests need ``django_db(transaction=True)``
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import subprocess
@@ -396,12 +397,23 @@ def start_publisher(
 # -- people and data ------------------------------------------------------------
 
 
+@functools.cache
+def password_hash(raw: str = PASSWORD) -> str:
+    """The hash of ``raw``, computed once per run: Django's default hasher
+    takes ~0.3 s per call by design, and the suite creates users in most tests.
+    Real hashes, so daphne processes verify logins as in production."""
+    from django.contrib.auth.hashers import make_password
+
+    return make_password(raw)
+
+
 def _user(username: str, **extra: Any) -> Any:
     from django.contrib.auth import get_user_model
 
-    return get_user_model().objects.create_user(
-        username, f"{username}@example.com", PASSWORD, **extra
-    )
+    user = get_user_model()(username=username, email=f"{username}@example.com", **extra)
+    user.password = password_hash()
+    user.save()
+    return user
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ origin check) through channels' communicators."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -29,23 +28,13 @@ def memory_layer(settings: Any) -> Iterator[None]:
 
 
 @pytest.fixture
-def alice(transactional_db: None) -> User:
-    return User.objects.create_user("alice", password="pw-alice-123")
+def staff(staff_user: User) -> User:
+    return staff_user
 
 
 @pytest.fixture
-def bob(transactional_db: None) -> User:
-    return User.objects.create_user("bob", password="pw-bob-123")
-
-
-@pytest.fixture
-def staff(transactional_db: None) -> User:
-    return User.objects.create_user("staff", password="pw-staff-123", is_staff=True)
-
-
-@pytest.fixture
-def product(transactional_db: None) -> Product:
-    return Product.objects.create(sku="MUG", name="Mug", price=Decimal("9.95"))
+def product(products: list[Product]) -> Product:
+    return products[0]
 
 
 @pytest.fixture
