@@ -250,6 +250,15 @@ def _close_executor_thread_connections() -> Iterator[None]:
 
 
 @pytest.fixture
+def memory_layer(settings: Any) -> Iterator[None]:
+    """The in-memory channel layer, for fast tests through the ASGI app
+    (communicators); live tests use real Redis."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    settings.CHANNEL_LAYER = "memory"
+    yield
+
+
+@pytest.fixture
 def private_redis() -> Iterator[RedisServer]:
     """A redis-server of the test's own, on a free port; stop, kill or restart it freely.
 

@@ -4,7 +4,7 @@ origin check) through channels' communicators."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,16 +15,6 @@ from django.test import Client
 
 from orders.actions import LineRequest, place_order
 from orders.models import Order, Product
-
-MEMORY_LAYER = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-
-
-@pytest.fixture
-def memory_layer(settings: Any) -> Iterator[None]:
-    """Unit tests run on the in-memory layer; live tests use real Redis."""
-    settings.CHANNEL_LAYERS = MEMORY_LAYER
-    settings.CHANNEL_LAYER = "memory"
-    yield
 
 
 @pytest.fixture
