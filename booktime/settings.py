@@ -142,7 +142,6 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web server, the publisher and the tests read while one writes;
     # IMMEDIATE takes the write lock up front, so two writers queue instead of
     # failing with "database is locked" halfway through a transaction.
-    _db["CONN_MAX_AGE"] = 0
     _db["OPTIONS"] = {
         "timeout": 30,
         "transaction_mode": "IMMEDIATE",
@@ -156,7 +155,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Channel layer ------------------------------------------------------------
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
-CHANNEL_LAYER = env_str("CHANNEL_LAYER", "redis")
+# RedisPubSubChannelLayer by default: one PUBLISH per group and a local
+# fan-out in each process, against ~11 Redis commands per delivery for
+# RedisChannelLayer (bench, docs/performance.md). It is at-most-once, which
+# the cursor rule covers: consumers catch up from the event log after any gap.
+CHANNEL_LAYER = env_str("CHANNEL_LAYER", "pubsub")
 # Each test run uses its own prefix so parallel runs never see each other's groups.
 CHANNEL_LAYER_PREFIX = env_str("CHANNEL_LAYER_PREFIX", "booktime")
 # Messages a single consumer may have queued before the layer drops new ones.

@@ -16,6 +16,7 @@ Transports implement the hooks ``send_events``, ``send_reset`` and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -143,7 +144,7 @@ class FollowingMixin:
         except Exception as exc:  # noqa: BLE001 - Redis down: serve the log, join later
             logger.info("group_add failed (%s); will re-join when the layer answers", exc)
             self.rejoin_later()
-        LayerWatchdog.for_running_loop().register(self.channel_name)
+        LayerWatchdog.for_running_loop().register(self.channel_name, self.local_messages)
         await self.joined(subscription)
         try:
             await self.backfill(followed, after)
@@ -233,11 +234,8 @@ class FollowingMixin:
             if not self.followed:
                 return
             if await self._layer_answers():
-                try:
-                    await self.channel_layer.send(self.channel_name, {"type": RECOVERED})
-                    return
-                except Exception:  # noqa: BLE001
-                    continue
+                self.local_messages.put_nowait({"type": RECOVERED})
+                return
 
     def cancel_rejoin(self) -> None:
         task = getattr(self, "_rejoin_task", None)
@@ -256,12 +254,20 @@ class FollowingMixin:
         self.channel_receive = self._receive_from_layer
         self.base_send = send
         self.transport = transport_of(send)  # daphne's, for the slow-client bound
+        # Messages from this process (the watchdog, the re-join task) arrive
+        # here rather than through Redis, which may be the thing that failed.
+        self.local_messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         try:
-            await await_many_dispatch([receive, self.channel_receive], self.dispatch)
+            await await_many_dispatch(
+                [receive, self.channel_receive, self.local_messages.get], self.dispatch
+            )
         except StopConsumer:
             pass
         finally:
-            LayerWatchdog.for_running_loop().unregister(self.channel_name)
+            # However the consumer ended, it leaves its groups (the pubsub
+            # layer keeps memberships in this process until told).
+            with contextlib.suppress(Exception):
+                await self.unfollow_all()
 
     async def _receive_from_layer(self) -> dict[str, Any]:
         attempt = 0
@@ -300,7 +306,7 @@ class LayerWatchdog:
     )
 
     def __init__(self) -> None:
-        self.channels: set[str] = set()
+        self.channels: dict[str, asyncio.Queue[dict[str, Any]]] = {}
         self.task: asyncio.Task | None = None
         self.run_id: str | None = None
         self.was_down = False
@@ -317,13 +323,13 @@ class LayerWatchdog:
     def enabled() -> bool:
         return settings.CHANNEL_LAYER in ("redis", "pubsub")
 
-    def register(self, channel_name: str) -> None:
-        self.channels.add(channel_name)
+    def register(self, channel_name: str, inbox: asyncio.Queue[dict[str, Any]]) -> None:
+        self.channels[channel_name] = inbox
         if self.enabled() and (self.task is None or self.task.done()):
             self.task = asyncio.get_running_loop().create_task(self._watch())
 
     def unregister(self, channel_name: str) -> None:
-        self.channels.discard(channel_name)
+        self.channels.pop(channel_name, None)
         if not self.channels and self.task is not None:
             self.task.cancel()
             self.task = None
@@ -334,8 +340,10 @@ class LayerWatchdog:
         client = aioredis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=2)
         try:
             while self.channels:
-                await asyncio.sleep(WATCHDOG_INTERVAL_SECONDS)
+                # Probe first: the run id seen when the first stream opens is
+                # the one a later restart is told apart from.
                 await self.probe(client)
+                await asyncio.sleep(WATCHDOG_INTERVAL_SECONDS)
         finally:
             await client.aclose()
 
@@ -356,12 +364,27 @@ class LayerWatchdog:
         self.was_down = False
 
     async def announce_recovery(self) -> None:
-        layer = get_channel_layer()
-        for channel_name in list(self.channels):
-            try:
-                await layer.send(channel_name, {"type": RECOVERED})
-            except Exception:  # noqa: BLE001 - its own receive retry will recover it
-                logger.debug("could not notify %s", channel_name, exc_info=True)
+        try:
+            await resubscribe_pubsub(get_channel_layer())
+        except Exception:  # noqa: BLE001 - the consumers' own re-join retries
+            logger.warning("could not re-subscribe the pubsub layer", exc_info=True)
+        for inbox in list(self.channels.values()):
+            inbox.put_nowait({"type": RECOVERED})
+
+
+async def resubscribe_pubsub(layer: Any) -> None:
+    """Make sure a RedisPubSubChannelLayer's subscriptions exist after a restart.
+
+    That layer keeps group memberships in the process and one subscribing
+    connection per shard; redis-py re-subscribes when that connection notices
+    it was dropped, but not before. Sending SUBSCRIBE for everything again
+    (idempotent in Redis) reconnects it at once. No-op for other layers.
+    """
+    loop_layer = layer._get_layer() if hasattr(layer, "_get_layer") else None
+    for shard in getattr(loop_layer, "_shards", ()):
+        async with shard._lock:
+            if shard._pubsub is not None and shard._subscribed_to:
+                await shard._pubsub.subscribe(*shard._subscribed_to)
 
 
 __all__ = [

@@ -22,6 +22,7 @@ from booktime.testing.fixtures import delete_prefixed_keys, status_path
 from booktime.testing.live import (
     DaphneServer,
     database_url_for,
+    group_member_count,
     sse_frames,
     sse_next,
     ws_connect,
@@ -58,9 +59,9 @@ def test_the_channel_layer_uses_this_runs_prefix_here_and_in_child_processes(
 async def test_deleting_the_runs_keys_leaves_other_prefixes_alone(
     channel_layer_prefix: str, redis_url: str
 ) -> None:
-    layer = get_channel_layer()
-    await layer.group_add("order.1", "specific.test!abc")
     client = redis.Redis.from_url(redis_url)
+    # What RedisChannelLayer leaves behind (the pubsub layer stores no keys).
+    client.set(f"{channel_layer_prefix}:group:order.1", "x", ex=60)
     client.set("someone-else:group:order.1", "x", ex=60)
     try:
         assert list(client.scan_iter(match=f"{channel_layer_prefix}*"))
@@ -80,17 +81,15 @@ async def test_layer_on_private_redis_moves_this_processs_layer_off_the_shared_o
     layer_on_private_redis: RedisServer, channel_layer_prefix: str, redis_url: str
 ) -> None:
     layer = get_channel_layer()
-    await layer.group_add("order.7", "specific.test!abc")
-
-    private = redis.Redis.from_url(layer_on_private_redis.url)
-    shared = redis.Redis.from_url(redis_url)
+    channel = await layer.new_channel()
+    await layer.group_add("order.7", channel)
     try:
-        assert private.exists(f"{channel_layer_prefix}:group:order.7")
-        assert not shared.exists(f"{channel_layer_prefix}:group:order.7")
+        private = layer_on_private_redis.url
+        assert await group_member_count(private, channel_layer_prefix, "order.7") == 1
+        assert await group_member_count(redis_url, channel_layer_prefix, "order.7") == 0
     finally:
-        private.close()
-        shared.close()
-    await layer.close_pools()
+        await layer.group_discard("order.7", channel)
+        await layer.flush()
 
 
 def test_database_url_for_sqlite_and_postgres_points_at_the_named_database() -> None:

@@ -539,3 +539,26 @@ class ResumingFollower:
                     self.cursor = cursor
                 elif frame.event.startswith("order."):
                     self._accept(frame.json())
+
+
+# -- channel-layer state, seen from Redis ------------------------------------------
+
+
+async def group_member_count(redis_url: str, prefix: str, group: str) -> int:
+    """How many members ``group`` has in Redis, for the configured layer.
+
+    ``redis`` (RedisChannelLayer) keeps a sorted set per group: its size.
+    ``pubsub`` keeps members in each process and subscribes the process to the
+    group's channel: the number of subscribed connections (``PUBSUB NUMSUB``).
+    """
+    import redis.asyncio as aioredis
+    from django.conf import settings
+
+    client = aioredis.from_url(redis_url)
+    try:
+        if settings.CHANNEL_LAYER == "pubsub":
+            [(_, count)] = await client.pubsub_numsub(f"{prefix}__group__{group}")
+            return int(count)
+        return int(await client.zcard(f"{prefix}:group:{group}"))
+    finally:
+        await client.aclose()

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from asgiref.sync import sync_to_async
 
-from booktime.testing.live import async_wait_until, sse_frames, sse_next
+from booktime.testing.live import async_wait_until, group_member_count, sse_frames, sse_next
 from orders.actions import transition_order
 from orders.models import OrderEvent
 
@@ -22,20 +22,11 @@ async def next_event(frames) -> dict:
             return frame.json()
 
 
-async def group_size(redis_url: str, prefix: str, group: str) -> int:
-    import redis.asyncio as aioredis
-
-    client = aioredis.from_url(redis_url)
-    try:
-        return await client.zcard(f"{prefix}:group:{group}")
-    finally:
-        await client.aclose()
-
-
 async def test_sse_gets_a_change_committed_in_another_process_and_leaves_its_group(
-    daphne_server, alice, make_order, login_cookies, redis_url, channel_layer_prefix, settings
+    daphne_server, alice, make_order, login_cookies, redis_url, channel_layer_prefix
 ):
     order = await sync_to_async(make_order)(alice)
+    group = f"order.{order.pk}"
     cookies = await sync_to_async(login_cookies)(alice)
     async with (
         httpx.AsyncClient(base_url=daphne_server.url, cookies=cookies, timeout=10) as client,
@@ -46,15 +37,13 @@ async def test_sse_gets_a_change_committed_in_another_process_and_leaves_its_gro
         assert (await sse_next(frames)).retry is not None
         await sync_to_async(transition_order)(order.pk, "paid")
         assert (await next_event(frames))["order"]["status"] == "paid"
-        if settings.CHANNEL_LAYER == "redis":
-            assert await group_size(redis_url, channel_layer_prefix, f"order.{order.pk}") == 1
-    if settings.CHANNEL_LAYER == "redis":
-        # The client went away: daphne sends http.disconnect and the consumer leaves.
-        await async_wait_until(
-            lambda: _is_zero(group_size(redis_url, channel_layer_prefix, f"order.{order.pk}")),
-            timeout=10,
-            message="the SSE consumer to leave its group",
-        )
+        assert await group_member_count(redis_url, channel_layer_prefix, group) == 1
+    # The client went away: daphne sends http.disconnect and the consumer leaves.
+    await async_wait_until(
+        lambda: _is_zero(group_member_count(redis_url, channel_layer_prefix, group)),
+        timeout=10,
+        message="the SSE consumer to leave its group",
+    )
 
 
 async def _is_zero(size) -> bool:

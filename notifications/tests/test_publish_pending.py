@@ -3,33 +3,29 @@ left by a Redis outage is sent by publish_pending once Redis answers."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.core.management import call_command
 
+from notifications.live import resubscribe_pubsub
 from orders.actions import transition_order
 from orders.models import OrderEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def drain(channel: str) -> list[dict]:
+async def drain(layer, channel: str) -> list[dict]:
     """Every message waiting on ``channel`` (a short receive timeout ends it)."""
-    import asyncio
-
-    async def receive_all() -> list[dict]:
-        layer = get_channel_layer()
-        messages = []
-        while True:
-            try:
-                messages.append(await asyncio.wait_for(layer.receive(channel), 0.5))
-            except TimeoutError:
-                return messages
-
-    return async_to_sync(receive_all)()
+    messages = []
+    while True:
+        try:
+            messages.append(await asyncio.wait_for(layer.receive(channel), 0.5))
+        except TimeoutError:
+            return messages
 
 
 def test_saves_succeed_while_redis_is_down_and_the_outage_is_logged_once(
@@ -45,42 +41,47 @@ def test_saves_succeed_while_redis_is_down_and_the_outage_is_logged_once(
     assert len(outage_errors) == 1
 
 
-def test_publish_pending_sends_the_backlog_in_id_order_once_redis_is_back(
+@pytest.mark.asyncio
+async def test_publish_pending_sends_the_backlog_in_id_order_once_redis_is_back(
     layer_on_private_redis, alice, make_order
 ):
-    order = make_order(alice)
+    order = await sync_to_async(make_order)(alice)
     layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)("staff.orders", channel)
     layer_on_private_redis.stop()
     for status in ("paid", "packed", "shipped", "delivered"):
-        transition_order(order.pk, status)
-    layer_on_private_redis.restart()  # forgets the group: join again
-    async_to_sync(layer.group_add)("staff.orders", channel)
+        await sync_to_async(transition_order)(order.pk, status)
+    layer_on_private_redis.restart()
+    await resubscribe_pubsub(layer)  # what the consumers' watchdog does after a restart
+    channel = await layer.new_channel()
+    await layer.group_add("staff.orders", channel)
 
-    call_command("publish_pending", "--once")
+    await sync_to_async(call_command)("publish_pending", "--once")
 
     pending = OrderEvent.objects.filter(order=order, published_at__isnull=True)
-    assert not pending.exists()
-    messages = drain(channel)
+    assert not await pending.aexists()
+    messages = await drain(layer, channel)
     statuses = [m["event"]["order"]["status"] for m in messages]
     assert statuses == ["paid", "packed", "shipped", "delivered"]
     assert all(m["group"] == "staff.orders" and m["type"] == "order.event" for m in messages)
 
 
-def test_a_commit_publishes_older_pending_events_first(layer_on_private_redis, alice, make_order):
+@pytest.mark.asyncio
+async def test_a_commit_publishes_older_pending_events_first(
+    layer_on_private_redis, alice, make_order
+):
     """The fast path sends every unpublished event up to its own, oldest
     first, so a client dropping ids it has seen never drops an unseen one."""
-    order = make_order(alice)
+    order = await sync_to_async(make_order)(alice)
     layer = get_channel_layer()
     layer_on_private_redis.stop()
-    transition_order(order.pk, "paid")  # stays pending
+    await sync_to_async(transition_order)(order.pk, "paid")  # stays pending
     layer_on_private_redis.restart()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(f"order.{order.pk}", channel)
+    await resubscribe_pubsub(layer)
+    channel = await layer.new_channel()
+    await layer.group_add(f"order.{order.pk}", channel)
 
-    transition_order(order.pk, "packed")  # its on-commit publish sends both
+    await sync_to_async(transition_order)(order.pk, "packed")  # its on-commit publish sends both
 
-    statuses = [m["event"]["order"]["status"] for m in drain(channel)]
+    statuses = [m["event"]["order"]["status"] for m in await drain(layer, channel)]
     assert statuses == ["paid", "packed"]
-    assert not OrderEvent.objects.filter(published_at__isnull=True).exists()
+    assert not await OrderEvent.objects.filter(published_at__isnull=True).aexists()

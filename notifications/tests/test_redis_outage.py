@@ -141,6 +141,18 @@ async def test_every_client_gets_all_twenty_events_once_in_order_across_a_redis_
         for name, ids in seen.items():
             assert ids == expected, name
         assert server.running
+
+        # Not deaf afterwards: the next change reaches every client live.
+        await sync_to_async(transition_order)(orders[0].pk, "returned")
+        newest = await sync_to_async(lambda: OrderEvent.objects.order_by("-id").first().id)()
+        try:
+            await async_wait_until(lambda: all(len(ids) >= 21 for ids in seen.values()), 15)
+        except TimeoutError:
+            pytest.fail(
+                f"a change after recovery was missed: { {k: v[20:] for k, v in seen.items()} }"
+            )
+        for name, ids in seen.items():
+            assert ids == [*expected, newest], name
     finally:
         for task in tasks:
             task.cancel()

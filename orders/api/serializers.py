@@ -116,6 +116,7 @@ class OrderSerializer(serializers.ModelSerializer):
     """An order as it appears in lists."""
 
     customer = serializers.IntegerField(source="customer_id", read_only=True)
+    customer_username = serializers.CharField(source="customer.username", read_only=True)
     items = serializers.IntegerField(source="item_count", read_only=True)
 
     class Meta:
@@ -124,6 +125,7 @@ class OrderSerializer(serializers.ModelSerializer):
             "id",
             "reference",
             "customer",
+            "customer_username",
             "status",
             "created_at",
             "updated_at",

@@ -135,7 +135,7 @@ class OrderViewSet(ApiMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     lookup_value_regex = ID_PATTERN
 
     def get_queryset(self) -> QuerySet[Order]:
-        qs = Order.objects.order_by("-id")
+        qs = Order.objects.select_related("customer").order_by("-id")
         user = self.request.user
         if not user.is_staff:
             qs = qs.filter(customer_id=user.pk)

@@ -443,7 +443,7 @@
           return r.ok ? r.json() : null;
         })
         .then(function (order) {
-          if (order && !cell.textContent) cell.textContent = order.shipping_name || 'customer #' + order.customer;
+          if (order && !cell.textContent) cell.textContent = order.customer_username || 'customer #' + order.customer;
         })
         .catch(function () {});
     }

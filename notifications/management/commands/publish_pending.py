@@ -33,13 +33,13 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, interval: float, once: bool, **options: Any) -> None:
-        stop = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
         if once:
             total = self.drain()
             self.stdout.write(f"published {total} pending event(s)")
             return
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
         self.stdout.write(f"publish_pending: scanning every {interval}s (Ctrl-C to stop)")
         while not stop.is_set():
             try:
