@@ -599,7 +599,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--orders", type=int, default=200, help="orders watched per phase (M)")
     parser.add_argument("--events", type=int, default=600, help="status changes per phase (E)")
     parser.add_argument("--rate", type=float, default=50.0, help="status changes per second")
-    parser.add_argument("--layer", choices=["redis", "pubsub"], default="redis")
+    parser.add_argument(
+        "--layer",
+        choices=["redis", "pubsub"],
+        default="pubsub",
+        help="channel layer (app default: pubsub)",
+    )
     parser.add_argument("--client-procs", type=int, default=1, help="client processes")
     parser.add_argument("--drain", type=float, default=30.0, help="s to wait for stragglers")
     parser.add_argument("--idle-ws", type=int, default=0, help="idle WebSocket connections")
