@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 DEFAULT_LOCAL_URL = "redis://127.0.0.1:6379/0"
@@ -92,7 +93,44 @@ def wait_for(
         time.sleep(interval)
 
 
-class RedisServer:
+class ChildProcess:
+    """Stop, kill and restart for a server run as ``self.process`` (a Popen).
+
+    Shared by the private Redis here and the test suite's daphne servers;
+    subclasses provide ``start()``.
+    """
+
+    process: subprocess.Popen[bytes] | None
+
+    def start(self) -> Any:
+        raise NotImplementedError
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Graceful stop (SIGTERM), SIGKILL after ``timeout``; waits until it is gone."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+
+    def kill(self) -> None:
+        """Kill abruptly (SIGKILL), as a crash or an OOM kill would."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
+    def restart(self) -> Any:
+        """Stop, then start again on the same port (a Redis comes back empty)."""
+        self.stop()
+        return self.start()
+
+
+class RedisServer(ChildProcess):
     """A private, throw-away redis-server process on 127.0.0.1.
 
     No persistence (``save ""``, no AOF), so ``restart()`` comes back empty,
@@ -169,30 +207,6 @@ class RedisServer:
             return None
         finally:
             client.close()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the server (SIGTERM, then SIGKILL) and wait until it is gone."""
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout)
-
-    def kill(self) -> None:
-        """Kill the server abruptly (SIGKILL), as a crash would."""
-        process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait()
-
-    def restart(self) -> RedisServer:
-        """Stop and start again on the same port, with an empty dataset."""
-        self.stop()
-        return self.start()
 
     def close(self) -> None:
         """Stop the server and remove its working directory."""

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from booktime.devredis import wait_for
+from booktime.devredis import ChildProcess, wait_for
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 # Django set-up plus Twisted start-up takes 1-2 s here; a loaded CI box can be
@@ -31,7 +31,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent.parent
 DAPHNE_START_TIMEOUT_SECONDS = 30.0
 
 
-class DaphneServer:
+class DaphneServer(ChildProcess):
     """One ``daphne booktime.asgi:application`` process on 127.0.0.1.
 
     ``port=0`` lets the OS pick a free port; ``restart()`` reuses the port it
@@ -134,30 +134,6 @@ class DaphneServer:
             return False
         finally:
             connection.close()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Graceful stop (SIGTERM: daphne closes its connections), SIGKILL after ``timeout``."""
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout)
-
-    def kill(self) -> None:
-        """Kill abruptly (SIGKILL), as a crash or an OOM kill would."""
-        process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait()
-
-    def restart(self) -> DaphneServer:
-        """Stop, then start again on the same port."""
-        self.stop()
-        return self.start()
 
     def log_tail(self, lines: int = 40) -> str:
         try:
