@@ -538,3 +538,74 @@ async def group_member_count(redis_url: str, prefix: str, group: str) -> int:
         return int(await client.zcard(f"{prefix}:group:{group}"))
     finally:
         await client.aclose()
+
+
+# -- a load balancer for fail-over tests ---------------------------------------------
+
+
+class FailoverProxy:
+    """A TCP load balancer on 127.0.0.1: each new connection goes to the first
+    backend port that accepts it, so when one server dies, reconnecting
+    clients land on the next — as behind a real load balancer.
+
+    Runs its own event loop in a thread, so sync tests (Playwright) can use it.
+    Use as a context manager; ``url`` is the address to give clients.
+    """
+
+    def __init__(self, backend_ports: list[int]) -> None:
+        import threading
+
+        self.backend_ports = list(backend_ports)
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server: asyncio.AbstractServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> FailoverProxy:
+        self._thread.start()
+        self._server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._serve, "127.0.0.1", 0), self._loop
+        ).result(10)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        async def shut() -> None:
+            assert self._server is not None
+            self._server.close()
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
+
+        asyncio.run_coroutine_threadsafe(shut(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    async def _serve(self, client_reader: Any, client_writer: Any) -> None:
+        for port in self.backend_ports:
+            try:
+                backend_reader, backend_writer = await asyncio.open_connection("127.0.0.1", port)
+                break
+            except OSError:
+                continue
+        else:
+            client_writer.close()
+            return
+
+        async def pipe(reader: Any, writer: Any) -> None:
+            try:
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            except (OSError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                writer.close()
+
+        await asyncio.gather(
+            pipe(client_reader, backend_writer), pipe(backend_reader, client_writer)
+        )
