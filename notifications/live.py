@@ -24,6 +24,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
@@ -188,16 +189,18 @@ class FollowingMixin:
     # -- channel-layer handlers ----------------------------------------------
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        """Live events skip channels' per-message ``aclose_old_connections()``.
+        """channels' dispatch without its ``aclose_old_connections()`` hop.
 
-        That hop to the database thread runs before *every* handler; a live
-        event needs no database, and under fan-out the hop cost more server
-        CPU than delivering the event (bench, docs/performance.md).
+        channels runs that hop to the database thread before *every* handler.
+        These consumers touch the database only through
+        ``database_sync_to_async``, which closes stale connections around each
+        call itself, so the hop is redundant; under fan-out it cost more
+        server CPU than delivering the event (bench, docs/performance.md).
         """
-        if message.get("type") == "order.event":
-            await self.order_event(message)
-        else:
-            await super().dispatch(message)  # type: ignore[misc]
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def order_event(self, message: dict[str, Any]) -> None:
         """A live event from one of our groups: send it unless already sent."""
