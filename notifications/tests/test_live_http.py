@@ -72,7 +72,7 @@ async def test_sse_reconnecting_with_last_event_id_gets_exactly_what_it_missed(
 
 
 async def test_a_long_poll_gets_a_change_committed_in_another_process(
-    daphne_server, alice, make_order, login_cookies
+    daphne_server, alice, make_order, login_cookies, redis_url, channel_layer_prefix
 ):
     order = await sync_to_async(make_order)(alice)
     cookies = await sync_to_async(login_cookies)(alice)
@@ -81,7 +81,14 @@ async def test_a_long_poll_gets_a_change_committed_in_another_process(
         waiting = asyncio.ensure_future(
             client.get(f"/events/poll/?stream=order:{order.pk}&after={cursor}&timeout=20")
         )
-        await asyncio.sleep(0)  # let the request go out before the change
+        # The poll is parked on the server (it joined the order's group), so
+        # the change reaches it live, not from the log.
+        await async_wait_until(
+            lambda: group_member_count(redis_url, channel_layer_prefix, f"order.{order.pk}"),
+            timeout=10,
+            message="the long-poll to join its group",
+        )
+        assert not waiting.done()
         await sync_to_async(transition_order)(order.pk, "paid")
         body = (await waiting).json()
     assert [e["order"]["status"] for e in body["events"]] == ["paid"]
