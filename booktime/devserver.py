@@ -44,7 +44,6 @@ def setup(env: dict[str, str]) -> int:
     env.setdefault("CHANNEL_LAYER", "memory")
     manage("migrate", "--noinput", env=env)
     manage("seed_demo", env=env)
-    print("\nSetup done. Start the shop with: scripts/run")
     return 0
 
 
@@ -94,9 +93,15 @@ def run(env: dict[str, str], host: str, port: int, animate: float | None) -> int
             commands.append([sys.executable, "manage.py", "seed_demo", "--animate", str(animate)])
         for command in commands:
             children.append(subprocess.Popen(command, cwd=BASE_DIR, env=env))  # noqa: S603
+        base = f"http://{host}:{port}"
         print(
-            f"booktime: serving http://{host}:{port}/ — sign in as alice, bob or staff "
-            "(password booktime-demo); Ctrl-C stops everything"
+            f"booktime: serving {base}/ — sign in as alice, bob or staff "
+            "(password booktime-demo); Ctrl-C stops everything\n"
+            f"  {base}/orders/    a customer's orders (alice or bob), live\n"
+            f"  {base}/staff/     the staff dashboard with new-order alerts (staff)\n"
+            f"  {base}/admin/     Django admin (staff)\n"
+            f"  {base}/api/docs/  REST API docs (OpenAPI at /api/schema/)",
+            flush=True,
         )
         # Wake up on Ctrl-C or when any child dies (it would otherwise go unnoticed).
         while not stop.wait(0.5):

@@ -64,7 +64,8 @@ def test_run_sets_up_and_serves_the_demo_shop_and_ctrl_c_stops_everything(
             run.wait()
     output = run.stdout.read() if run.stdout else ""
     assert "Demo data ready: 5 new order(s)" in output
-    assert f"http://127.0.0.1:{port}/" in output  # it prints the URLs to open
+    for path in ("/", "/orders/", "/staff/", "/admin/", "/api/docs/"):  # the URLs to open
+        assert f"http://127.0.0.1:{port}{path}" in output
     assert "(REDIS_URL)" in output  # it used the Redis it was given
     assert answers(base + "/login/") is None
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
