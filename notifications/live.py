@@ -216,11 +216,13 @@ class FollowingMixin:
 
     async def layer_recovered(self, message: dict[str, Any]) -> None:
         """Redis came back: re-join every group, then catch up from each cursor."""
+        if not await self._rejoin_groups():
+            self.rejoin_later()  # the layer is not back after all
+            return
         try:
             for followed in list(self.followed.values()):
-                await self.channel_layer.group_add(followed.subscription.group, self.channel_name)
                 await self.backfill(followed, followed.cursor.last_sent)
-        except Exception as exc:  # noqa: BLE001 - database or layer not back yet: retry
+        except Exception as exc:  # noqa: BLE001 - the database is not back yet: retry
             logger.info("catch-up after an outage failed (%s); retrying", exc)
             self.rejoin_later()
 
@@ -236,7 +238,7 @@ class FollowingMixin:
             await asyncio.sleep(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)])
             if not self.followed:
                 return
-            if await self._layer_answers():
+            if await self._rejoin_groups():
                 self.local_messages.put_nowait({"type": RECOVERED})
                 return
 
@@ -284,10 +286,11 @@ class FollowingMixin:
                     logger.info("channel layer receive failed (%s); retrying", exc)
                 await asyncio.sleep(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)])
                 attempt += 1
-                if self.followed and await self._layer_answers():
+                if self.followed and await self._rejoin_groups():
                     return {"type": RECOVERED}
 
-    async def _layer_answers(self) -> bool:
+    async def _rejoin_groups(self) -> bool:
+        """Join every followed group again; False while the layer does not answer."""
         try:
             for group in list(self.followed):
                 await self.channel_layer.group_add(group, self.channel_name)

@@ -11,8 +11,8 @@ import pytest
 import pytest_asyncio
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
-from django.test import Client
 
+from booktime.testing.asgi import http_scope, session_cookie
 from orders.actions import LineRequest, place_order
 from orders.models import Order, Product
 
@@ -30,14 +30,6 @@ def product(products: list[Product]) -> Product:
 @pytest.fixture
 def alices_order(alice: User, product: Product) -> Order:
     return place_order(alice, [LineRequest(product.pk, 2)])
-
-
-def session_cookie(user: User | None) -> str:
-    if user is None:
-        return ""
-    client = Client()
-    client.force_login(user)
-    return f"sessionid={client.cookies['sessionid'].value}"
 
 
 def ws_headers(user: User | None, origin: str = "http://127.0.0.1") -> list[tuple[bytes, bytes]]:
@@ -87,19 +79,7 @@ class HttpStream:
         from booktime.asgi import application
 
         self.communicator = ApplicationCommunicator(
-            application,
-            {
-                "type": "http",
-                "http_version": "1.1",
-                "method": "GET",
-                "scheme": "http",
-                "path": path,
-                "raw_path": path.encode(),
-                "query_string": query.encode(),
-                "headers": headers or [(b"host", b"127.0.0.1")],
-                "client": ("127.0.0.1", 40000),
-                "server": ("127.0.0.1", 8000),
-            },
+            application, http_scope(path, query.encode(), headers)
         )
         self.status: int | None = None
         self.headers: dict[str, str] = {}

@@ -10,17 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from channels.testing import ApplicationCommunicator, WebsocketCommunicator
-from django.test import Client
+
+from booktime.testing.asgi import http_scope
 
 HOST = b"127.0.0.1"
 ORIGIN = b"http://127.0.0.1"
-
-
-def session_cookie(user: Any) -> str:
-    """``sessionid=...`` for ``user`` (synchronous: touches the database)."""
-    client = Client()
-    client.force_login(user)
-    return f"sessionid={client.cookies['sessionid'].value}"
 
 
 def application() -> Any:
@@ -60,19 +54,7 @@ async def http_get(
     as a client going away would, and the app must finish cleanly.
     """
     communicator = ApplicationCommunicator(
-        application(),
-        {
-            "type": "http",
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": query,
-            "headers": [(b"host", HOST), *(headers or [])],
-            "client": ("127.0.0.1", 40000),
-            "server": ("127.0.0.1", 8000),
-        },
+        application(), http_scope(path, query, [(b"host", HOST), *(headers or [])])
     )
     await communicator.send_input({"type": "http.request", "body": b""})
     answer = HttpAnswer(status=None)
