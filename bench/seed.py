@@ -20,20 +20,6 @@ from decimal import Decimal
 from typing import Any
 
 
-def session_cookie(user: Any) -> str:
-    """A ``sessionid=`` cookie for a session signed in as ``user``."""
-    from django.conf import settings
-    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-    from django.contrib.sessions.backends.db import SessionStore
-
-    session = SessionStore()
-    session[SESSION_KEY] = str(user.pk)
-    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-    session.create()
-    return f"{settings.SESSION_COOKIE_NAME}={session.session_key}"
-
-
 def main(plan_path: str) -> None:
     with open(plan_path) as handle:
         plan = json.load(handle)
@@ -48,6 +34,7 @@ def main(plan_path: str) -> None:
 
     from orders.actions import LineRequest, place_order
     from orders.models import OrderEvent, Product
+    from tests.support.asgi import session_cookie
 
     call_command("migrate", verbosity=0, interactive=False)
     user_model = get_user_model()

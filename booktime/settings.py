@@ -194,9 +194,15 @@ elif CHANNEL_LAYER == "redis":
                 "prefix": CHANNEL_LAYER_PREFIX,
                 "capacity": CHANNEL_LAYER_CAPACITY,
                 "expiry": CHANNEL_LAYER_EXPIRY,
-                # Consumers re-join their groups on every heartbeat, so a
-                # membership older than this belongs to a dead consumer.
-                "group_expiry": 300,
+                # A membership is written when a consumer subscribes, and
+                # again only when it re-joins after a Redis outage
+                # (notifications/recovery.py): nothing refreshes it while a
+                # stream stays open. group_send drops members older than
+                # this, so it must outlast the longest-lived connection;
+                # it is a backstop for a consumer that died without leaving
+                # (consumers leave their groups however they end). One day,
+                # channels-redis's default.
+                "group_expiry": 86400,
             },
         }
     }
@@ -207,9 +213,12 @@ else:
 
 # --- Real-time tuning ---------------------------------------------------------
 
-# NAT boxes and proxies drop idle connections at about 60 s; 15 s keeps well
-# inside that and also bounds how long a consumer can stay deaf after a Redis
-# restart (it re-joins its groups on each heartbeat).
+# How often an open SSE stream gets a comment line when no event is due. NAT
+# boxes and proxies drop idle connections at about 60 s; 15 s keeps well
+# inside that. (WebSocket clients ping; a long-poll is answered within its
+# timeout.) It has no part in outage recovery: after a Redis restart the
+# watchdog in notifications/recovery.py has consumers re-join within about a
+# second.
 STREAM_HEARTBEAT_SECONDS = env_int("STREAM_HEARTBEAT_SECONDS", 15, minimum=1)
 LONGPOLL_DEFAULT_TIMEOUT = 25
 LONGPOLL_MAX_TIMEOUT = 60
@@ -288,7 +297,8 @@ REST_FRAMEWORK = {
         # Per API token (orders.api.permissions.TokenThrottle).
         "token": env_str("API_THROTTLE_TOKEN", "300/min"),
     },
-    # One JSON error shape for the whole API (orders/api/errors.py).
+    # One JSON error shape for the whole API, in the vocabulary of
+    # booktime/errors.py (rendered by orders/api/errors.py).
     "EXCEPTION_HANDLER": "orders.api.errors.api_exception_handler",
 }
 

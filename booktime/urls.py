@@ -6,9 +6,10 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("orders.api.urls")),
+    path("api/", include("notifications.api.urls")),
     path("", include("frontend.urls")),
 ]
 
 # JSON errors for api/ paths, Django's pages elsewhere.
-handler404 = "orders.api.errors.not_found"
-handler500 = "orders.api.errors.server_error"
+handler404 = "booktime.errors.not_found"
+handler500 = "booktime.errors.server_error"

@@ -21,7 +21,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from notifications.log import latest_event_id
-from notifications.streams import StreamError, authorize, make_tracking_token, order_id_from_token
+from notifications.streams import StreamError, authorize
+from orders.access import make_tracking_token, order_id_from_token
 from orders.models import Order, OrderEvent, Product
 from orders.status import MAIN_PATH, TRANSITIONS, OrderStatus, allowed_next
 

@@ -16,20 +16,9 @@ from urllib.parse import parse_qs
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 
-from notifications.live import FollowingMixin, StreamUnavailable, authorize_async
-from notifications.log import CursorError, parse_cursor
+from booktime.errors import ClientError
+from notifications.resume import FollowingMixin, authorize_async
 from notifications.streams import StreamError, Subscription
-
-
-class BadRequest(Exception):
-    """An HTTP error answered with the design's JSON error body."""
-
-    def __init__(self, status: int, code: str, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.param = param
 
 
 class StreamingHttpConsumer(FollowingMixin, AsyncHttpConsumer):
@@ -48,13 +37,13 @@ class StreamingHttpConsumer(FollowingMixin, AsyncHttpConsumer):
             return
         try:
             await self.handle(b"".join(self.body))
-        except BadRequest as exc:
-            await self.send_error(exc)
-        except StreamUnavailable as exc:
+        except ClientError as exc:
             if self.headers_sent:
-                await self.send_body(b"", more_body=False)  # the client resumes by cursor
+                # A stream already under way (the database failed during the
+                # backfill): end it; the client resumes by cursor.
+                await self.send_body(b"", more_body=False)
             else:
-                await self.send_error(BadRequest(503, "unavailable", exc.message), retry_after=2)
+                await self.send_error(exc)
         # Not StopConsumer: live events and http.disconnect still come through
         # dispatch. Daphne sends http.disconnect after a complete response.
 
@@ -77,22 +66,11 @@ class StreamingHttpConsumer(FollowingMixin, AsyncHttpConsumer):
                 return value.decode("latin-1")
         return None
 
-    @staticmethod
-    def cursor_param(raw: str | None, param: str) -> int | None:
-        try:
-            return parse_cursor(raw, param)
-        except CursorError as exc:
-            raise BadRequest(400, "bad_cursor", exc.message, param) from None
-
     async def authorize_stream(self, params: dict[str, str]) -> Subscription:
         stream = params.get("stream")
         if not stream:
-            raise BadRequest(400, "bad_stream", "the stream parameter is required", "stream")
-        try:
-            return await authorize_async(self.scope.get("user"), stream, params.get("token"))
-        except StreamError as exc:
-            param = "stream" if exc.code == "bad_stream" else None
-            raise BadRequest(exc.http_status, exc.code, exc.message, param) from None
+            raise StreamError("bad_stream", "the stream parameter is required")
+        return await authorize_async(self.scope.get("user"), stream, params.get("token"))
 
     async def send_json_response(
         self, status: int, body: dict[str, Any], extra_headers: list[tuple[bytes, bytes]] = ()
@@ -107,9 +85,9 @@ class StreamingHttpConsumer(FollowingMixin, AsyncHttpConsumer):
             ],
         )
 
-    async def send_error(self, exc: BadRequest, retry_after: int | None = None) -> None:
-        error: dict[str, Any] = {"code": exc.code, "message": exc.message, "fields": {}}
-        if exc.param:
-            error["fields"] = {exc.param: exc.message}
-        extra = [(b"Retry-After", str(retry_after).encode())] if retry_after else []
-        await self.send_json_response(exc.status, {"error": error}, extra)
+    async def send_error(self, exc: ClientError) -> None:
+        """The error as JSON in the one shape, with its status and ``Retry-After``."""
+        extra = []
+        if exc.retry_after is not None:
+            extra.append((b"Retry-After", str(exc.retry_after).encode()))
+        await self.send_json_response(exc.status, exc.body(), extra)

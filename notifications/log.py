@@ -20,6 +20,7 @@ from typing import Any
 
 from django.conf import settings
 
+from booktime.errors import ClientError
 from notifications.models import LogHorizon
 from notifications.streams import Subscription
 from orders.models import OrderEvent
@@ -27,13 +28,14 @@ from orders.models import OrderEvent
 MAX_CURSOR = 2**63 - 1
 
 
-class CursorError(ValueError):
-    """A cursor that is not a non-negative integer. ``param`` names the input."""
+class CursorError(ClientError):
+    """A cursor that is not a non-negative integer: code ``bad_cursor`` (HTTP 400).
+
+    ``field`` names the input (``after``, ``Last-Event-ID``).
+    """
 
     def __init__(self, param: str, message: str) -> None:
-        super().__init__(message)
-        self.param = param
-        self.message = message
+        super().__init__("bad_cursor", message, field=param)
 
 
 def parse_cursor(raw: Any, param: str = "after", *, allow_text: bool = True) -> int | None:

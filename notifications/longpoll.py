@@ -17,8 +17,10 @@ from typing import Any
 
 from django.conf import settings
 
-from notifications.http import BadRequest, StreamingHttpConsumer
-from notifications.live import Outgoing
+from booktime.errors import ClientError
+from notifications.http import StreamingHttpConsumer
+from notifications.log import parse_cursor
+from notifications.resume import Outgoing
 from notifications.streams import Subscription
 
 # Open polls per client key in this process (see LONGPOLL_MAX_PER_CLIENT).
@@ -34,7 +36,7 @@ class LongPollConsumer(StreamingHttpConsumer):
 
     async def handle(self, body: bytes) -> None:
         params = self.query()
-        after = self.cursor_param(params.get("after"), "after")
+        after = parse_cursor(params.get("after"), "after")
         timeout = self.timeout_param(params.get("timeout"))
         subscription = await self.authorize_stream(params)
         self.take_slot()
@@ -55,11 +57,10 @@ class LongPollConsumer(StreamingHttpConsumer):
             return settings.LONGPOLL_DEFAULT_TIMEOUT
         maximum = settings.LONGPOLL_MAX_TIMEOUT
         if not (raw.isascii() and raw.isdigit()) or int(raw) > maximum:
-            raise BadRequest(
-                400,
+            raise ClientError(
                 "bad_timeout",
                 f"timeout must be an integer from 0 to {maximum} seconds",
-                "timeout",
+                field="timeout",
             )
         return int(raw)
 
@@ -71,8 +72,7 @@ class LongPollConsumer(StreamingHttpConsumer):
         else:
             key = f"addr:{(self.scope.get('client') or ('?',))[0]}"
         if open_polls[key] >= settings.LONGPOLL_MAX_PER_CLIENT:
-            raise BadRequest(
-                429,
+            raise ClientError(
                 "too_many_polls",
                 f"at most {settings.LONGPOLL_MAX_PER_CLIENT} long-polls open at once per client",
             )

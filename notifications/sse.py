@@ -15,7 +15,8 @@ import json
 from django.conf import settings
 
 from notifications.http import StreamingHttpConsumer
-from notifications.live import Outgoing
+from notifications.log import parse_cursor
+from notifications.resume import Outgoing
 from notifications.streams import Subscription
 
 RETRY_MS = 2000  # how long EventSource waits before reconnecting
@@ -33,8 +34,8 @@ class EventStreamConsumer(StreamingHttpConsumer):
 
     async def handle(self, body: bytes) -> None:
         params = self.query()
-        after = self.cursor_param(params.get("after"), "after")
-        last_event_id = self.cursor_param(self.header(b"last-event-id"), "Last-Event-ID")
+        after = parse_cursor(params.get("after"), "after")
+        last_event_id = parse_cursor(self.header(b"last-event-id"), "Last-Event-ID")
         if last_event_id is not None:
             after = last_event_id
         subscription = await self.authorize_stream(params)

@@ -16,35 +16,25 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
-from django.core import signing
-
+from booktime.errors import ClientError
+from orders.access import order_id_from_token
 from orders.models import Order
 
 STAFF_GROUP = "staff.orders"
-TRACKING_SALT = "booktime.tracking"
 _ORDER_STREAM = re.compile(r"order:([1-9][0-9]{0,17})")
 _MAX_STREAM_NAME = 64
 
 
-class StreamError(Exception):
-    """A stream that may not be read. ``code`` is sent to the client.
+class StreamError(ClientError):
+    """A stream that may not be read (codes from ``booktime.errors.CODES``).
 
-    Codes: ``bad_stream`` (malformed or unknown name, HTTP 400),
-    ``unauthenticated`` (sign in or bring a tracking token, HTTP 401),
-    ``forbidden`` (HTTP 403; says nothing about whether the order exists).
+    ``bad_stream`` (malformed or unknown name, HTTP 400; names the ``stream``
+    input), ``unauthenticated`` (sign in or bring a tracking token, HTTP
+    401), ``forbidden`` (HTTP 403; says nothing about whether the order exists).
     """
 
-    status_by_code = {"bad_stream": 400, "unauthenticated": 401, "forbidden": 403}
-
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-    @property
-    def http_status(self) -> int:
-        return self.status_by_code[self.code]
+        super().__init__(code, message, field="stream" if code == "bad_stream" else None)
 
 
 @dataclass(frozen=True)
@@ -61,22 +51,6 @@ class Subscription:
 def group_names_for_event(order_id: int, customer_id: int) -> list[str]:
     """Every group an order's event is sent to."""
     return [f"order.{order_id}", f"customer.{customer_id}", STAFF_GROUP]
-
-
-def make_tracking_token(order: Order | int) -> str:
-    """A signed token letting an anonymous holder follow one order."""
-    order_id = order.pk if isinstance(order, Order) else order
-    return signing.dumps({"o": order_id}, salt=TRACKING_SALT, compress=False)
-
-
-def order_id_from_token(token: str) -> int | None:
-    """The order a tracking token grants, or None if tampered or expired."""
-    try:
-        payload = signing.loads(token, salt=TRACKING_SALT, max_age=settings.TRACKING_TOKEN_MAX_AGE)
-    except signing.BadSignature:  # includes SignatureExpired
-        return None
-    order_id = payload.get("o") if isinstance(payload, dict) else None
-    return order_id if isinstance(order_id, int) else None
 
 
 def parse_stream_name(stream: Any) -> tuple[str, int | None]:

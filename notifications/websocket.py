@@ -7,12 +7,14 @@ Client actions (JSON text frames)::
     {"action": "ping"}
 
 Server frames: ``subscribed``, ``event``, ``reset``, ``unsubscribed``, ``pong``
-and ``error`` (with a ``code``). Bad input never closes the socket.
+and ``error`` (``ClientError.frame``: a ``code`` from ``booktime.errors``, the
+same codes the HTTP transports and the REST API use). Bad input never closes
+the socket.
 
-Deviation from DESIGN.md: this is channels' *async* JSON consumer, not the
-sync ``JsonWebsocketConsumer``. The sync one runs every handler on one shared
+This is channels' *async* JSON consumer, not the sync
+``JsonWebsocketConsumer``: the sync one runs every handler on one shared
 thread per process, so each delivery to each socket queues behind all others
-(see README, "Performance"). The protocol and hooks are the same.
+(docs/architecture.md, docs/performance.md).
 """
 
 from __future__ import annotations
@@ -24,20 +26,13 @@ from urllib.parse import parse_qs
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from notifications.live import FollowingMixin, Outgoing, StreamUnavailable, authorize_async
-from notifications.log import CursorError, parse_cursor
-from notifications.streams import StreamError, Subscription
+from booktime.errors import ClientError
+from notifications.log import parse_cursor
+from notifications.resume import FollowingMixin, Outgoing, authorize_async
+from notifications.streams import Subscription
 
 # Close code for a client that stopped reading (see notifications.backpressure).
 SLOW_CLIENT_CLOSE_CODE = 4008
-
-
-class ProtocolError(Exception):
-    def __init__(self, code: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.extra = extra
 
 
 class LiveConsumer(FollowingMixin, AsyncJsonWebsocketConsumer):
@@ -70,66 +65,59 @@ class LiveConsumer(FollowingMixin, AsyncJsonWebsocketConsumer):
                 else None
             )
             if handler is None:
-                raise ProtocolError(
+                raise ClientError(
                     "unknown_action", "action must be one of subscribe, unsubscribe, ping"
                 )
             await handler(content)
-        except ProtocolError as exc:
-            await self.send_json(
-                {"type": "error", "code": exc.code, "message": exc.message, **exc.extra}
-            )
+        except ClientError as exc:
+            await self.send_json(exc.frame())
 
     @staticmethod
     def parse_frame(text_data: str | None, bytes_data: bytes | None) -> dict[str, Any]:
         if text_data is None:
-            raise ProtocolError("bad_frame", "send JSON in text frames, not binary")
+            raise ClientError("bad_frame", "send JSON in text frames, not binary")
         limit = settings.MAX_WEBSOCKET_FRAME_BYTES
         if len(text_data) > limit or len(text_data.encode("utf-8", "surrogatepass")) > limit:
-            raise ProtocolError("too_large", f"frames are limited to {limit} bytes")
+            raise ClientError("too_large", f"frames are limited to {limit} bytes")
         try:
             content = json.loads(text_data)
         except ValueError:
-            raise ProtocolError("bad_json", "frame is not valid JSON") from None
+            raise ClientError("bad_json", "frame is not valid JSON") from None
         if not isinstance(content, dict):
-            raise ProtocolError("bad_json", "frame must be a JSON object")
+            raise ClientError("bad_json", "frame must be a JSON object")
         return content
 
     async def action_subscribe(self, content: dict[str, Any]) -> None:
+        """Follow a stream; a refusal's error frame names the stream."""
         stream = content.get("stream")
         try:
-            after = parse_cursor(content.get("after"), "after", allow_text=False)
-        except CursorError as exc:
-            raise ProtocolError("bad_cursor", exc.message, stream=_safe(stream)) from None
+            await self.subscribe(stream, content)
+        except ClientError as exc:
+            await self.send_json(exc.frame(stream=_safe(stream)))
+
+    async def subscribe(self, stream: Any, content: dict[str, Any]) -> None:
+        after = parse_cursor(content.get("after"), "after", allow_text=False)
         token = content.get("token", self.default_token)
         if token is not None and not isinstance(token, str):
-            raise ProtocolError("bad_token", "token must be a string", stream=_safe(stream))
-        try:
-            subscription = await authorize_async(self.scope.get("user"), stream, token)
-        except StreamError as exc:
-            raise ProtocolError(exc.code, exc.message, stream=_safe(stream)) from None
-        except StreamUnavailable as exc:
-            raise ProtocolError("unavailable", exc.message, stream=_safe(stream)) from None
+            raise ClientError("bad_token", "token must be a string", field="token")
+        subscription = await authorize_async(self.scope.get("user"), stream, token)
         if subscription.group in self.followed:
             await self.send_json({"type": "subscribed", "stream": subscription.stream})
             return
         if len(self.followed) >= settings.MAX_SUBSCRIPTIONS_PER_SOCKET:
-            raise ProtocolError(
+            raise ClientError(
                 "too_many_subscriptions",
                 f"at most {settings.MAX_SUBSCRIPTIONS_PER_SOCKET} streams per connection",
-                stream=subscription.stream,
             )
-        try:
-            await self.follow(subscription, after)
-        except StreamUnavailable as exc:
-            raise ProtocolError("unavailable", exc.message, stream=subscription.stream) from None
+        await self.follow(subscription, after)
 
     async def action_unsubscribe(self, content: dict[str, Any]) -> None:
         stream = content.get("stream")
         group = next((g for g, f in self.followed.items() if f.subscription.stream == stream), None)
         if group is None:
-            raise ProtocolError(
-                "not_subscribed", "not subscribed to that stream", stream=_safe(stream)
-            )
+            error = ClientError("not_subscribed", "not subscribed to that stream")
+            await self.send_json(error.frame(stream=_safe(stream)))
+            return
         await self.unfollow(group)
         await self.send_json({"type": "unsubscribed", "stream": stream})
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.db import transaction
 
+from booktime.errors import ClientError
 from orders.models import Order, OrderLine, Product
 from orders.status import check_transition
 
@@ -22,16 +23,14 @@ MAX_QUANTITY = 99
 MAX_LINES = 50
 
 
-class OrderError(Exception):
+class OrderError(ClientError):
     """A request to place or change an order that cannot be honoured.
 
-    ``fields`` maps input field names to messages, for API error bodies.
+    Code ``invalid`` (HTTP 400); ``fields`` maps input field names to messages.
     """
 
     def __init__(self, message: str, fields: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.fields = fields or {}
+        super().__init__("invalid", message, fields=fields)
 
 
 @dataclass(frozen=True)

@@ -241,7 +241,7 @@ class OrderEvent(models.Model):
         )
 
     def envelope(self) -> dict[str, Any]:
-        """The JSON every transport sends (see DESIGN.md, "Envelope")."""
+        """The JSON every transport sends (the envelope; see docs/architecture.md)."""
         return {
             "id": self.id,
             "type": self.type,

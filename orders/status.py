@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from booktime.errors import ClientError
+
 
 class OrderStatus(models.TextChoices):
     PLACED = "placed", "Placed"  # the customer submitted the order
@@ -37,8 +39,12 @@ MAIN_PATH: tuple[str, ...] = (
 )
 
 
-class InvalidTransition(Exception):
-    """Raised when an order is asked to move to a status it may not reach."""
+class InvalidTransition(ClientError):
+    """Raised when an order is asked to move to a status it may not reach.
+
+    Code ``invalid_transition`` (HTTP 409); the error names ``current``,
+    ``requested`` and what is ``allowed`` next.
+    """
 
     def __init__(self, current: str | None, requested: str) -> None:
         self.current = current
@@ -52,7 +58,14 @@ class InvalidTransition(Exception):
             reason = f"an order that is '{current}' cannot become '{requested}'"
         hint = f"allowed next: {', '.join(allowed)}" if allowed else "no further changes allowed"
         self.allowed = allowed
-        super().__init__(f"{reason} ({hint})")
+        super().__init__(
+            "invalid_transition",
+            f"{reason} ({hint})",
+            field="status",
+            current=current,
+            requested=requested,
+            allowed=list(allowed),
+        )
 
 
 def allowed_next(current: str) -> list[str]:

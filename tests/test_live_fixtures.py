@@ -17,21 +17,13 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from booktime.devredis import RedisServer
-from booktime.testing.fixtures import delete_prefixed_keys, status_path
-from booktime.testing.live import (
-    DaphneServer,
-    database_url_for,
-    group_member_count,
-    sse_frames,
-    sse_next,
-    ws_connect,
-    ws_recv,
-    ws_recv_until,
-    ws_send,
-)
+from devtools.daphne import DaphneServer, database_url_for
+from devtools.redis_server import RedisServer
 from orders.actions import transition_order
 from orders.models import OrderEvent
+from tests.support.fixtures import delete_prefixed_keys, status_path
+from tests.support.live import group_member_count, ws_connect, ws_recv, ws_recv_until, ws_send
+from tests.support.sse import sse_frames, sse_next
 
 
 def last_event_id(order: Any) -> int:

@@ -15,8 +15,8 @@ import httpx
 import psutil
 import pytest
 
-from booktime.devredis import free_port
-from booktime.testing.live import BASE_DIR, wait_until
+from devtools.processes import BASE_DIR, free_port
+from tests.support.live import wait_until
 
 pytestmark = [pytest.mark.live]
 
@@ -74,7 +74,7 @@ def test_run_sets_up_and_serves_the_demo_shop_and_ctrl_c_stops_everything(
 def test_setup_a_second_time_adds_no_orders(script_env: dict[str, str]) -> None:
     for expected in ("5 new order(s)", "0 new order(s)"):
         result = subprocess.run(
-            [BASE_DIR / ".venv" / "bin" / "python", "-m", "booktime.devserver", "setup"],
+            [BASE_DIR / ".venv" / "bin" / "python", "-m", "devtools.devserver", "setup"],
             env=script_env,
             capture_output=True,
             text=True,

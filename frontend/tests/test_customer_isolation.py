@@ -7,9 +7,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from frontend.tests.conftest import Pages
-from frontend.tests.helpers import LIVE_TIMEOUT_MS, in_thread
-from notifications.streams import make_tracking_token
+from frontend.tests.helpers import LIVE_TIMEOUT_MS, Pages, in_thread
+from orders.access import make_tracking_token
 from orders.actions import transition_order
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]

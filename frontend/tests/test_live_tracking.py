@@ -7,8 +7,14 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from frontend.tests.conftest import Pages, wait_until_live
-from frontend.tests.helpers import expect_status, in_thread, staff_moves, timeline_statuses
+from frontend.tests.helpers import (
+    Pages,
+    expect_status,
+    in_thread,
+    staff_moves,
+    timeline_statuses,
+    wait_until_live,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]
 
@@ -42,7 +48,7 @@ def test_tracking_page_shows_a_staff_change_within_two_seconds(
 def test_tracking_link_viewer_sees_changes_without_signing_in(
     pages: Pages, alice: Any, staff_user: Any, make_order: Any
 ) -> None:
-    from notifications.streams import make_tracking_token
+    from orders.access import make_tracking_token
 
     order = make_order(alice, "paid")
     viewer = pages.open(f"/track/{make_tracking_token(order)}/")

@@ -7,8 +7,13 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from frontend.tests.conftest import Pages, wait_until_live
-from frontend.tests.helpers import expect_status, in_thread, timeline_statuses
+from frontend.tests.helpers import (
+    Pages,
+    expect_status,
+    in_thread,
+    timeline_statuses,
+    wait_until_live,
+)
 from orders.actions import transition_order
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]

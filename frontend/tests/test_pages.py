@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from notifications.streams import make_tracking_token
+from orders.access import make_tracking_token
 from orders.actions import transition_order
 
 pytestmark = pytest.mark.django_db

@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from frontend.tests.conftest import Pages, screenshot_dir
-from frontend.tests.helpers import expect_status, in_thread, staff_moves
+from frontend.tests.helpers import Pages, expect_status, in_thread, screenshot_dir, staff_moves
 from orders.actions import transition_order
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]

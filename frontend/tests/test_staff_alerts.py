@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from frontend.tests.conftest import Pages
-from frontend.tests.helpers import LIVE_TIMEOUT_MS
+from frontend.tests.helpers import LIVE_TIMEOUT_MS, Pages
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]
 

@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from frontend.tests.conftest import Pages, wait_until_live
-from frontend.tests.helpers import expect_status, staff_moves
+from frontend.tests.helpers import Pages, expect_status, staff_moves, wait_until_live
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]
 

@@ -11,9 +11,9 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import OperationalError
 
-import notifications.live as live
-from notifications.tests.conftest import HttpStream, http_headers, ws_headers
+import notifications.resume as resume
 from orders.actions import transition_order
+from tests.support.asgi import HttpStream, http_headers, ws_headers
 
 pytestmark = [
     pytest.mark.asyncio,
@@ -30,10 +30,10 @@ def database_down(monkeypatch):
         raise OperationalError("could not connect to server: Connection refused")
 
     state = {"down": False}
-    real = {"read_backlog": live.read_backlog, "authorize": live.authorize}
+    real = {"read_backlog": resume.read_backlog, "authorize": resume.authorize}
     for name, function in real.items():
         monkeypatch.setattr(
-            live, name, lambda *a, _f=function, **k: fail() if state["down"] else _f(*a, **k)
+            resume, name, lambda *a, _f=function, **k: fail() if state["down"] else _f(*a, **k)
         )
     return state
 
@@ -48,6 +48,7 @@ async def test_a_websocket_subscribe_gets_unavailable_then_works_once_the_databa
     await ws.send_json_to({"action": "subscribe", "stream": f"order:{alices_order.pk}", "after": 0})
     error = await ws.receive_json_from(timeout=5)
     assert error["type"] == "error" and error["code"] == "unavailable"
+    assert error["retry_after"] == 2  # as the HTTP transports' and REST's Retry-After
     assert not get_channel_layer().groups.get(f"order.{alices_order.pk}")
 
     database_down["down"] = False

@@ -8,9 +8,10 @@ import httpx
 import pytest
 from asgiref.sync import sync_to_async
 
-from booktime.testing.live import async_wait_until, group_member_count, sse_frames, sse_next
 from orders.actions import transition_order
 from orders.models import OrderEvent
+from tests.support.live import async_wait_until, group_member_count
+from tests.support.sse import sse_frames, sse_next
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 

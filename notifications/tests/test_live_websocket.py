@@ -6,8 +6,8 @@ import httpx
 import pytest
 from asgiref.sync import sync_to_async
 
-from booktime.testing.live import ws_connect, ws_recv, ws_recv_until, ws_send
 from orders.actions import transition_order
+from tests.support.live import ws_connect, ws_recv, ws_recv_until, ws_send
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 

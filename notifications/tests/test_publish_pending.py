@@ -11,7 +11,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.core.management import call_command
 
-from notifications.live import resubscribe_pubsub
+from notifications.recovery import resubscribe_pubsub
 from orders.actions import transition_order
 from orders.models import OrderEvent
 

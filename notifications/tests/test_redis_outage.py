@@ -3,7 +3,7 @@
 saves never fail; the server stays up.
 
 Runs against a private redis-server that the test stops and restarts (a
-restart forgets every group membership, the trap DESIGN.md warns about).
+restart forgets every group membership; see "Outages" in docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import httpx
 import pytest
 from asgiref.sync import sync_to_async
 
-from booktime.testing.live import async_wait_until, sse_frames, ws_connect, ws_recv, ws_send
 from orders.actions import transition_order
 from orders.models import OrderEvent
+from tests.support.live import async_wait_until, ws_connect, ws_recv, ws_send
+from tests.support.sse import sse_frames
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 

@@ -17,15 +17,10 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
-from booktime.testing.live import (
-    async_wait_until,
-    sse_frames,
-    ws_recv,
-    ws_recv_until,
-    ws_send,
-)
 from orders.actions import transition_order
 from orders.models import OrderEvent, order_snapshot
+from tests.support.live import async_wait_until, ws_recv, ws_recv_until, ws_send
+from tests.support.sse import sse_frames
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -66,7 +61,7 @@ async def tiny_socket(port: int) -> socket.socket:
 
 
 async def a_healthy_client_still_hears_a_change_at_once(server, cookies, order) -> None:
-    from booktime.testing.live import ws_connect
+    from tests.support.live import ws_connect
 
     async with await ws_connect(server, cookies=cookies) as ws:
         await ws_send(ws, {"action": "subscribe", "stream": "staff"})
@@ -115,7 +110,7 @@ async def test_a_stalled_websocket_is_cut_off_and_resumes_by_cursor(
     assert 0 < len(received) < len(everything), "the bound was never reached"
     assert received == everything[: len(received)]
 
-    from booktime.testing.live import ws_connect
+    from tests.support.live import ws_connect
 
     async with await ws_connect(server, cookies=cookies) as resumed:
         await ws_send(resumed, {"action": "subscribe", "stream": "staff", "after": received[-1]})

@@ -8,9 +8,9 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
-from notifications.tests.conftest import HttpStream, http_headers
 from orders.actions import transition_order
 from orders.models import OrderEvent
+from tests.support.asgi import HttpStream, http_headers
 
 pytestmark = [
     pytest.mark.asyncio,

@@ -8,10 +8,10 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 
-from notifications.streams import make_tracking_token
-from notifications.tests.conftest import ws_headers
+from orders.access import make_tracking_token
 from orders.actions import transition_order
 from orders.models import OrderEvent
+from tests.support.asgi import ws_headers
 
 pytestmark = [
     pytest.mark.asyncio,
@@ -213,16 +213,16 @@ async def test_a_change_landing_while_subscribing_without_a_cursor_is_not_lost(
 ):
     """ "From now" is the newest event before joining the group, so a change
     committed between the join and the backlog read still reaches the client."""
-    import notifications.live as live
+    import notifications.resume as resume
 
-    real_read_backlog = live.read_backlog
+    real_read_backlog = resume.read_backlog
 
     def change_lands_first(subscription, after, *args, **kwargs):
-        monkeypatch.setattr(live, "read_backlog", real_read_backlog)
+        monkeypatch.setattr(resume, "read_backlog", real_read_backlog)
         transition_order(alices_order.pk, "paid")
         return real_read_backlog(subscription, after, *args, **kwargs)
 
-    monkeypatch.setattr(live, "read_backlog", change_lands_first)
+    monkeypatch.setattr(resume, "read_backlog", change_lands_first)
     ws = await socket_factory(await sync_to_async(ws_headers)(alice))
     await ws.send_json_to({"action": "subscribe", "stream": f"order:{alices_order.pk}"})
     await expect(ws, "subscribed")

@@ -1,12 +1,16 @@
-"""One JSON error shape for the whole API.
+"""The REST API's errors, rendered by DRF in the one vocabulary (``booktime.errors``).
 
-Every error under ``api/`` answers ``{"error": {"code", "message", "fields"}}``.
-Input errors always have code ``invalid`` and name each bad input in
-``fields`` (``{"lines[1].quantity": "..."}``, ``{"after": "..."}``). Covered:
-DRF's own exceptions, the domain errors (``InvalidTransition`` -> 409,
-``OrderError`` -> 400), cursor and stream errors from ``notifications``, a
-database that is briefly unavailable (503), and Django's 404/500 for any
-``api/`` path (``handler404``/``handler500`` in ``booktime/urls.py``).
+Every error under ``api/`` (the orders' endpoints and the event feed) answers
+``{"error": {"code", "message", "fields"}}`` with the code's HTTP status.
+Covered: any ``ClientError`` (the domain's ``InvalidTransition`` and
+``OrderError``, cursor and stream errors), a database that is briefly
+unavailable (``unavailable``, 503, ``Retry-After: 2``, as on the streams),
+and DRF's own exceptions, whose codes are mapped onto the vocabulary
+(``not_authenticated``/``authentication_failed`` -> ``unauthenticated``,
+``permission_denied`` -> ``forbidden``). Validation errors have code
+``invalid`` and name each bad input in ``fields``
+(``{"lines[1].quantity": "..."}``). Django's 404/500 for ``api/`` paths:
+``booktime.errors.not_found``/``server_error``.
 """
 
 from __future__ import annotations
@@ -15,30 +19,21 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.db import InterfaceError, OperationalError
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.views import defaults
+from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from notifications.log import CursorError
-from notifications.streams import StreamError
-from orders.actions import OrderError
-from orders.status import InvalidTransition
+from booktime.errors import OUTAGE_ERRORS, ClientError, Unavailable, error_body
 
 logger = logging.getLogger(__name__)
 
-API_PREFIX = "/api/"
-# A database restart or failover usually takes a few seconds.
-DB_RETRY_AFTER_SECONDS = 5
-
-
-def error_body(
-    code: str, message: str, fields: dict[str, Any] | None = None, **extra: Any
-) -> dict[str, Any]:
-    """The one error shape; ``extra`` adds keys next to code/message/fields."""
-    return {"error": {"code": code, "message": message, "fields": fields or {}, **extra}}
+# DRF's codes that name, in other words, a code of the vocabulary.
+DRF_CODES = {
+    "not_authenticated": "unauthenticated",
+    "authentication_failed": "unauthenticated",
+    "permission_denied": "forbidden",
+}
 
 
 def flatten_errors(detail: Any, prefix: str = "") -> dict[str, str]:
@@ -71,33 +66,19 @@ def _validation_message(fields: dict[str, str]) -> str:
     return "Invalid input: " + ", ".join(fields) + "."
 
 
+def client_error_response(exc: ClientError) -> Response:
+    """A ``ClientError`` as an HTTP response: its status, body and ``Retry-After``."""
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    return Response(exc.body(), status=exc.status, headers=headers)
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """REST_FRAMEWORK["EXCEPTION_HANDLER"]: every error in the one JSON shape."""
-    if isinstance(exc, InvalidTransition):
-        return Response(
-            error_body(
-                "invalid_transition",
-                str(exc),
-                {"status": str(exc)},
-                current=exc.current,
-                requested=exc.requested,
-                allowed=list(exc.allowed),
-            ),
-            status=status.HTTP_409_CONFLICT,
-        )
-    if isinstance(exc, OrderError):
-        return Response(error_body("invalid", exc.message, dict(exc.fields)), status=400)
-    if isinstance(exc, CursorError):
-        return Response(error_body("invalid", exc.message, {exc.param: exc.message}), status=400)
-    if isinstance(exc, StreamError):
-        return Response(error_body(exc.code, exc.message), status=exc.http_status)
-    if isinstance(exc, OperationalError | InterfaceError):
+    if isinstance(exc, ClientError):
+        return client_error_response(exc)
+    if isinstance(exc, OUTAGE_ERRORS):
         logger.warning("Database unavailable: %s: %s", type(exc).__name__, exc)
-        return Response(
-            error_body("database_unavailable", "The database is briefly unavailable; retry soon."),
-            status=status.HTTP_503_SERVICE_UNAVAILABLE,
-            headers={"Retry-After": str(DB_RETRY_AFTER_SECONDS)},
-        )
+        return client_error_response(Unavailable())
 
     # What DRF's own handler does, done here too so the reshaping below sees it.
     if isinstance(exc, Http404):
@@ -120,24 +101,6 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     else:
         detail = exc.detail
         message = str(detail) if not isinstance(detail, dict | list) else "Request failed."
-        code = detail.code if hasattr(detail, "code") and detail.code else exc.default_code
-        response.data = error_body(str(code), message)
+        code = str(detail.code if hasattr(detail, "code") and detail.code else exc.default_code)
+        response.data = error_body(DRF_CODES.get(code, code), message)
     return response
-
-
-def is_api_request(request: HttpRequest) -> bool:
-    return request.path.startswith(API_PREFIX)
-
-
-def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    """handler404: JSON for api/ paths, Django's page elsewhere."""
-    if is_api_request(request):
-        return JsonResponse(error_body("not_found", "Not found."), status=404)
-    return defaults.page_not_found(request, exception)
-
-
-def server_error(request: HttpRequest) -> HttpResponse:
-    """handler500: JSON for api/ paths, Django's page elsewhere."""
-    if is_api_request(request):
-        return JsonResponse(error_body("server_error", "Internal server error."), status=500)
-    return defaults.server_error(request)

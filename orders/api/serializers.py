@@ -11,7 +11,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from notifications.streams import make_tracking_token
+from orders.access import make_tracking_token
 from orders.actions import MAX_LINES, MAX_QUANTITY, MIN_QUANTITY
 from orders.models import EventType, Order, OrderLine, Product
 from orders.status import OrderStatus, allowed_next
@@ -19,8 +19,6 @@ from orders.status import OrderStatus, allowed_next
 # Largest id accepted as input: stream names (``order:<id>``) allow 18 digits,
 # and no shop reaches 10**18 rows. Bigger values are refused up front.
 MAX_ID = 10**18 - 1
-FEED_MAX_LIMIT = 500
-FEED_DEFAULT_LIMIT = 100
 
 
 # --- errors (schema only) -----------------------------------------------------
@@ -63,40 +61,12 @@ class EventOrderSerializer(serializers.Serializer):
 
 
 class EventSerializer(serializers.Serializer):
-    """The event envelope (DESIGN.md, "Envelope")."""
+    """The event envelope, the one shape every transport sends (see docs/architecture.md)."""
 
     id = serializers.IntegerField()
     type = serializers.ChoiceField(choices=EventType.choices)
     at = serializers.CharField(help_text="ISO 8601, UTC, milliseconds: 2026-11-24T21:00:00.123Z")
     order = EventOrderSerializer()
-
-
-class EventFeedSerializer(serializers.Serializer):
-    events = EventSerializer(many=True)
-    next = serializers.IntegerField(help_text="Pass as `after` to read on.")
-    reset = serializers.BooleanField(
-        help_text="The cursor could not be served (pruned or from the future): reload the "
-        "orders' current state, then follow on from `next`."
-    )
-    more = serializers.BooleanField(help_text="Another page is waiting: call again at once.")
-
-
-class EventFeedQuerySerializer(serializers.Serializer):
-    """Query parameters of ``api/events/`` besides ``after`` (parsed by notifications.log)."""
-
-    order = serializers.IntegerField(
-        required=False, min_value=1, max_value=MAX_ID, help_text="Only this order's events."
-    )
-    type = serializers.ChoiceField(
-        choices=EventType.choices, required=False, help_text="Only events of this type."
-    )
-    limit = serializers.IntegerField(
-        required=False,
-        min_value=1,
-        max_value=FEED_MAX_LIMIT,
-        default=FEED_DEFAULT_LIMIT,
-        help_text=f"Events per page, 1-{FEED_MAX_LIMIT}.",
-    )
 
 
 # --- orders -------------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""REST API routes, mounted at ``api/`` by booktime/urls.py."""
+"""REST API routes of the orders app, mounted at ``api/`` by booktime/urls.py.
+
+Also the schema and its docs page, which cover every ``api/`` route (the
+event feed's are in ``notifications.api.urls``).
+"""
 
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -6,7 +10,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.routers import SimpleRouter
 
 from orders.api.permissions import DEFAULT_THROTTLES
-from orders.api.views import EventFeedView, OrderViewSet, ProductListView
+from orders.api.views import OrderViewSet, ProductListView
 
 router = SimpleRouter()
 router.register("orders", OrderViewSet, basename="api-order")
@@ -16,7 +20,6 @@ _public = {"permission_classes": [AllowAny], "throttle_classes": DEFAULT_THROTTL
 
 urlpatterns = [
     path("products/", ProductListView.as_view(), name="api-products"),
-    path("events/", EventFeedView.as_view(), name="api-events"),
     path("schema/", SpectacularAPIView.as_view(**_public), name="api-schema"),
     path(
         "docs/",

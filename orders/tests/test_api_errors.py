@@ -9,8 +9,8 @@ import pytest
 from django.db import InterfaceError, OperationalError, connection
 from django.test import RequestFactory
 
-from orders.api.errors import not_found, server_error
-from orders.tests.api_helpers import assert_error
+from booktime.errors import not_found, server_error
+from tests.support.api import assert_error
 
 pytestmark = pytest.mark.django_db
 
@@ -32,14 +32,14 @@ def failing_queries(exc: Exception) -> Callable[..., Any]:
     ],
 )
 @pytest.mark.parametrize("path", ["/api/orders/", "/api/events/?after=0", "/api/products/"])
-def test_a_database_outage_is_503_with_retry_after(
+def test_a_database_outage_is_503_unavailable_with_retry_after_as_on_the_streams(
     api_as: Any, alice: Any, exc: Exception, path: str
 ) -> None:
     client = api_as("alice_token")
     with connection.execute_wrapper(failing_queries(exc)):
         response = client.get(path)
-    assert_error(response, 503, "database_unavailable")
-    assert response["Retry-After"] == "5"
+    assert_error(response, 503, "unavailable")
+    assert response["Retry-After"] == "2"
 
 
 def test_an_unexpected_error_is_a_json_500_without_a_traceback(

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from notifications.streams import order_id_from_token
+from orders.access import order_id_from_token
 from orders.models import Order
-from orders.tests.api_helpers import assert_error
+from tests.support.api import assert_error
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from orders.models import Order, OrderEvent
-from orders.tests.api_helpers import assert_error
+from tests.support.api import assert_error
 
 pytestmark = pytest.mark.django_db
 
@@ -29,7 +29,7 @@ def test_products_are_for_signed_in_callers(
 ) -> None:
     response = api_as(principal).get("/api/products/")
     if status == 401:
-        assert_error(response, 401, "not_authenticated")
+        assert_error(response, 401, "unauthenticated")
         assert response["WWW-Authenticate"] == "Token"
         return
     assert response.status_code == 200
@@ -46,7 +46,7 @@ def test_order_list_shows_only_what_the_caller_may_see(
 ) -> None:
     response = api_as(principal).get("/api/orders/")
     if visible is None:
-        assert_error(response, 401, "not_authenticated")
+        assert_error(response, 401, "unauthenticated")
         return
     assert response.status_code == 200
     ids = {row["id"] for row in response.json()["results"]}
@@ -128,7 +128,7 @@ def test_event_feed_shows_only_the_callers_orders(
 ) -> None:
     response = api_as(principal).get("/api/events/?after=0")
     if visible is None:
-        assert_error(response, 401, "not_authenticated")
+        assert_error(response, 401, "unauthenticated")
         return
     assert response.status_code == 200
     seen = [event["id"] for event in response.json()["events"]]
@@ -168,7 +168,7 @@ def test_a_session_post_without_the_csrf_token_is_refused(
     response = client.post(
         "/api/orders/", {"lines": [{"product": products[0].pk, "quantity": 1}]}, format="json"
     )
-    error = assert_error(response, 403, "permission_denied")
+    error = assert_error(response, 403, "forbidden")
     assert "CSRF" in error["message"]
     assert not Order.objects.exists()
 
@@ -177,4 +177,4 @@ def test_an_inactive_users_token_is_refused(api_as: Any, alice: Any) -> None:
     client = api_as("alice_token")
     alice.is_active = False
     alice.save()
-    assert_error(client.get("/api/orders/"), 401, "authentication_failed")
+    assert_error(client.get("/api/orders/"), 401, "unauthenticated")

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from orders.models import Order, OrderEvent
-from orders.tests.api_helpers import assert_error
+from tests.support.api import assert_error
 
 pytestmark = pytest.mark.django_db
 

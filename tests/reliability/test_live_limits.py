@@ -19,7 +19,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from booktime.testing.live import async_wait_until, ws_connect, ws_recv, ws_send
+from tests.support.live import async_wait_until, ws_connect, ws_recv, ws_send
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 

@@ -28,10 +28,10 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 
-from booktime.testing.live import ResumingFollower, async_wait_until
 from notifications.log import latest_event_id
 from orders.actions import transition_order
 from orders.models import OrderEvent
+from tests.support.live import ResumingFollower, async_wait_until
 
 pytestmark = [
     pytest.mark.asyncio,

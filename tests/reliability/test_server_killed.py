@@ -1,7 +1,7 @@
 """A daphne process dies (SIGKILL) under its clients: they lose nothing.
 
 Two servers share Redis and the database, as behind a load balancer. The
-clients follow the reconnect rule (``booktime.testing.live.ResumingFollower``):
+clients follow the reconnect rule (``tests.support.live.ResumingFollower``):
 on a drop they reconnect to the other server with their cursor. Changes made
 while they are away arrive from the log, later ones live; each event arrives
 once, in id order.
@@ -16,10 +16,10 @@ from __future__ import annotations
 import pytest
 from asgiref.sync import sync_to_async
 
-from booktime.testing.live import ResumingFollower
 from notifications.log import latest_event_id
 from orders.actions import transition_order
 from orders.models import OrderEvent
+from tests.support.live import ResumingFollower
 
 pytestmark = [
     pytest.mark.asyncio,

@@ -1,2 +1,2 @@
-"""Fixtures for the security and fuzz tests: see booktime/testing/fixtures.py
+"""Fixtures for the security and fuzz tests: see tests/support/fixtures.py
 (``memory_layer``, people, orders)."""

@@ -25,10 +25,9 @@ import pytest
 from django.conf import settings
 from django.core import signing
 
-from booktime.testing.asgi import session_cookie
-from booktime.testing.live import ws_connect, ws_recv, ws_send
-from notifications.streams import TRACKING_SALT, make_tracking_token
-from tests.security.asgi import ORIGIN, http_get, ws_answer, ws_open
+from orders.access import TRACKING_SALT, make_tracking_token
+from tests.support.asgi import ORIGIN, http_get, session_cookie, ws_answer, ws_open
+from tests.support.live import ws_connect, ws_recv, ws_send
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 

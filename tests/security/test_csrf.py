@@ -15,7 +15,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import Client
 
-from booktime.testing.fixtures import PASSWORD, SHIPPING
+from tests.support.fixtures import PASSWORD, SHIPPING
 
 pytestmark = pytest.mark.django_db
 

@@ -20,11 +20,10 @@ from asgiref.sync import sync_to_async
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from booktime.testing.asgi import session_cookie
 from notifications.longpoll import open_polls
-from notifications.streams import make_tracking_token
+from orders.access import make_tracking_token
 from orders.models import OrderEvent
-from tests.security.asgi import http_get
+from tests.support.asgi import http_get, session_cookie
 
 pytestmark = [
     pytest.mark.asyncio,

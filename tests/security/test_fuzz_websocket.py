@@ -20,9 +20,8 @@ from asgiref.sync import sync_to_async
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from booktime.testing.asgi import session_cookie
 from orders.models import OrderEvent
-from tests.security.asgi import ORIGIN, ws_open
+from tests.support.asgi import ORIGIN, session_cookie, ws_open
 
 pytestmark = [
     pytest.mark.asyncio,

@@ -29,7 +29,7 @@ PATTERNS = {
     "URL with a password": re.compile(r"\b[a-z][a-z0-9+]*://[^/\s:@'\"]+:([^@\s/'\"{}]{6,})@"),
 }
 # Values that look like secrets but are public on purpose: the labelled
-# development key, the test users' password (booktime/testing/fixtures.py) and
+# development key, the test users' password (tests/support/fixtures.py) and
 # the example URL of the DATABASE_URL tests (tests/test_live_fixtures.py).
 ALLOWED_VALUES = ("django-insecure-", "correct-horse-battery-staple", "p%40ss")
 SKIP_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".ico", ".woff", ".woff2", ".sqlite3"}

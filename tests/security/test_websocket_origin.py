@@ -13,7 +13,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from websockets.exceptions import InvalidStatus
 
-from booktime.testing.live import ws_connect, ws_recv, ws_send
+from tests.support.live import ws_connect, ws_recv, ws_send
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 

@@ -30,8 +30,9 @@
     backoffBase: 500, // ms before the first retry
     backoffMax: 15000, // ms cap; NAT boxes forget idle flows at ~60 s
     openTimeout: 8000, // ms a transport gets to open before it counts as failed
-    // The server sends a heartbeat at most every 25 s; silence well past that
-    // means the connection is dead even if the browser has not noticed.
+    // WebSocket and long-poll hear from the server at least every 25 s (a pong
+    // to each ping, a long-poll answer within pollTimeout); silence well past
+    // that means the connection is dead even if the browser has not noticed.
     silenceTimeout: 45000,
     pingInterval: 20000, // ms between WebSocket pings
     pollTimeout: 25, // s the server may hold a long-poll

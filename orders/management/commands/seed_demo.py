@@ -25,6 +25,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.urls import NoReverseMatch, reverse
 
+from orders.access import make_tracking_token
 from orders.actions import LineRequest, place_order, transition_order
 from orders.models import Order, Product
 from orders.status import OrderStatus
@@ -184,8 +185,6 @@ class Command(BaseCommand):
     # -- output -----------------------------------------------------------------------
 
     def report(self, users: dict[str, Any], created: list[Order], password: str) -> None:
-        from notifications.streams import make_tracking_token
-
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo data ready: {len(created)} new order(s), {Order.objects.count()} in total."

@@ -1,9 +1,9 @@
-"""Shared pytest fixtures and run-wide set-up; loaded by the root ``conftest.py``.
+"""The pytest plugin: shared fixtures and run-wide set-up (root ``conftest.py`` loads it).
 
 Run-wide (``pytest_configure``):
 
 - Redis: ``REDIS_URL`` if set, else the local 6379, else a private
-  redis-server this run starts and stops (``booktime.devredis``). Skipped
+  redis-server this run starts and stops (``devtools.redis_server``). Skipped
   while ``CHANNEL_LAYER=memory`` until a test asks for ``redis_url``.
 - A per-run channel-layer key prefix, so parallel runs (and a developer's
   ``scripts/run`` on the same Redis) never see each other's groups; its keys
@@ -19,7 +19,8 @@ Fixtures, by what a test needs:
 
 - people and data: ``alice``, ``bob`` (customers), ``staff_user``,
   ``products``, ``make_order`` (an order in any status, via the real actions),
-  ``login_cookies`` (session cookie for a user, for live clients);
+  ``login_cookies`` (session cookie for a user, for live clients),
+  ``api_as`` (a REST API client acting as a user, by session or token);
 - servers: ``daphne_server`` (one shared daphne, transactional DB),
   ``start_daphne`` (private daphne processes, e.g. two for scale-out, or one to
   kill), ``private_redis`` (a redis-server the test may stop or restart),
@@ -38,9 +39,7 @@ import contextlib
 import functools
 import os
 import secrets
-import subprocess
 import sys
-import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -48,8 +47,9 @@ from typing import Any
 
 import pytest
 
-from booktime.devredis import DiscoveredRedis, RedisServer, discover_redis, redacted
-from booktime.testing.live import BASE_DIR, DaphneServer, database_url_for
+from devtools.daphne import DaphneServer, database_url_for
+from devtools.processes import ChildProcess
+from devtools.redis_server import DiscoveredRedis, RedisServer, discover_redis, redacted
 
 _redis_key = pytest.StashKey[DiscoveredRedis]()
 _prefix_key = pytest.StashKey[str]()
@@ -370,37 +370,25 @@ def start_daphne(
 @pytest.fixture
 def start_publisher(
     daphne_env: dict[str, str], transactional_db: None
-) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+) -> Iterator[Callable[..., ChildProcess]]:
     """Factory: ``start_publisher(REDIS_URL=...)`` runs ``manage.py publish_pending``.
 
     The worker that sends events the on-commit fast path could not (Redis
     down). Stopped when the test ends; its output is printed on failure.
     """
-    started: list[tuple[subprocess.Popen[bytes], Any]] = []
+    started: list[ChildProcess] = []
 
-    def start(**env: str) -> subprocess.Popen[bytes]:
-        log = tempfile.TemporaryFile()  # noqa: SIM115 - closed at teardown
-        process = subprocess.Popen(
-            [sys.executable, str(BASE_DIR / "manage.py"), "publish_pending", "--interval", "0.2"],
-            env={**os.environ, **daphne_env, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=BASE_DIR,
-        )
-        started.append((process, log))
-        return process
+    def start(**env: str) -> ChildProcess:
+        command = [sys.executable, "manage.py", "publish_pending", "--interval", "0.2"]
+        publisher = ChildProcess(command, name="publish_pending", env={**daphne_env, **env})
+        started.append(publisher)
+        return publisher.start()
 
     yield start
-    for process, log in started:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.seek(0)
-        print(f"--- publish_pending output ---\n{log.read().decode(errors='replace')[-3000:]}")
-        log.close()
+    for publisher in started:
+        publisher.stop()
+        print(f"--- publish_pending output ---\n{publisher.log_tail(60)}")
+        publisher.close()
 
 
 # -- people and data ------------------------------------------------------------
@@ -499,14 +487,29 @@ def make_order(products: list[Any]) -> Callable[..., Any]:
 
 
 @pytest.fixture
+def api_as(request: pytest.FixtureRequest, db: None) -> Callable[[str], Any]:
+    """Factory: ``api_as("alice_token")`` -> a DRF ``APIClient`` acting as that principal
+    (the names are ``tests.support.api.PRINCIPALS``)."""
+    from django.core.cache import cache
+    from rest_framework.test import APIClient
+
+    from tests.support.api import PRINCIPALS, session_client, token_client
+
+    cache.clear()  # throttle history: user and token ids repeat across tests
+
+    def make(principal: str) -> APIClient:
+        fixture, how = PRINCIPALS[principal]
+        if fixture is None:
+            return APIClient(enforce_csrf_checks=True)
+        user = request.getfixturevalue(fixture)
+        return session_client(user) if how == "session" else token_client(user)
+
+    return make
+
+
+@pytest.fixture
 def login_cookies(db: None) -> Callable[[Any], dict[str, str]]:
     """Factory: ``login_cookies(user)`` -> ``{"sessionid": ...}`` for HTTP and WebSocket clients."""
-    from django.conf import settings
-    from django.test import Client
+    from tests.support.asgi import session_cookies
 
-    def login(user: Any) -> dict[str, str]:
-        client = Client()
-        client.force_login(user)
-        return {settings.SESSION_COOKIE_NAME: client.cookies[settings.SESSION_COOKIE_NAME].value}
-
-    return login
+    return session_cookies

@@ -1,13 +1,15 @@
-"""The two README commands, after the virtualenv exists (``scripts/run`` makes the virtualenv, then calls ``setup`` and ``run``).
+"""The development supervisor ``scripts/run`` runs, once the virtualenv exists.
 
-``python -m booktime.devserver setup``
+``scripts/run`` makes the virtualenv, then calls ``setup`` and ``run``:
+
+``python -m devtools.devserver setup``
     Apply migrations and load the demo data. Needs no Redis: the demo
     events are published on the in-memory layer (nobody is listening yet;
     browsers read them from the event log by cursor).
 
-``python -m booktime.devserver run [--host H] [--port P] [--animate SECONDS]``
+``python -m devtools.devserver run [--host H] [--port P] [--animate SECONDS]``
     Find a Redis (``REDIS_URL``, the local 6379, or a private redis-server
-    started for this run; see ``booktime.devredis``), apply any new
+    started for this run; see ``devtools.redis_server``), apply any new
     migrations, then run daphne and the ``publish_pending`` worker until
     Ctrl-C; stop everything it started, private Redis included.
 
@@ -22,13 +24,9 @@ import signal
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
-from booktime.devredis import DiscoveredRedis, RedisUnavailable, discover_redis, redacted
-
-BASE_DIR = Path(__file__).resolve().parent.parent
-# How long children get to finish after Ctrl-C before they are killed.
-STOP_TIMEOUT_SECONDS = 10.0
+from devtools.processes import BASE_DIR, stop_processes
+from devtools.redis_server import DiscoveredRedis, RedisUnavailable, discover_redis, redacted
 
 
 def manage(*args: str, env: dict[str, str]) -> None:
@@ -45,18 +43,6 @@ def setup(env: dict[str, str]) -> int:
     manage("migrate", "--noinput", env=env)
     manage("seed_demo", env=env)
     return 0
-
-
-def stop_all(children: list[subprocess.Popen[bytes]]) -> None:
-    for child in children:
-        if child.poll() is None:
-            child.terminate()
-    for child in children:
-        try:
-            child.wait(STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
 
 
 def run(env: dict[str, str], host: str, port: int, animate: float | None) -> int:
@@ -111,7 +97,7 @@ def run(env: dict[str, str], host: str, port: int, animate: float | None) -> int
                 return exited[0].returncode or 1
         return 0
     finally:
-        stop_all(children)
+        stop_processes(children)
         if redis is not None:
             redis.close()
         for sig, handler in previous.items():
@@ -119,7 +105,7 @@ def run(env: dict[str, str], host: str, port: int, animate: float | None) -> int
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="booktime.devserver", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="devtools.devserver", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("setup", help="migrate and load the demo data")
     run_parser = sub.add_parser("run", help="run daphne, the publisher and (if needed) Redis")

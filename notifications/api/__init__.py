@@ -1,0 +1,1 @@
+"""The REST transport of the event log: ``api/events/`` (see ``feed``)."""

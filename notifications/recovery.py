@@ -1,0 +1,263 @@
+"""Outage recovery: a streaming consumer keeps its client through a Redis outage.
+
+- Its layer receive retries with back-off instead of ending the connection
+  (channels' own ``__call__`` lets a failing receive kill it); once the layer
+  answers again the consumer re-joins its groups.
+- A ``group_add`` that fails at subscribe is retried in the background
+  (``rejoin_later``); the stream is served from the log meanwhile.
+- ``LayerWatchdog`` (one per event loop) notices a Redis restart that broke
+  no connection — group memberships forgotten (``redis`` layer), the pubsub
+  layer's subscriber connection dead — and tells every consumer of the process.
+- Either way the consumer then gets a ``layer.recovered`` message: it re-joins
+  every group and catches up from each stream's cursor (``catch_up``, the
+  resume rule's backfill in ``notifications.resume``), in dispatch order.
+
+Messages from this process (the watchdog, the re-join task) arrive through a
+local inbox, ``local_messages``, not through Redis, which may be the thing
+that failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import weakref
+from typing import Any
+
+from channels.exceptions import StopConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+RECOVERED = "layer.recovered"  # message type a consumer gets after an outage
+# How often the watchdog asks Redis whether it restarted. One probe per
+# process, so cheap; it bounds how long a consumer stays deaf after a restart.
+WATCHDOG_INTERVAL_SECONDS = 1.0
+# Back-off between layer receive retries while Redis is down.
+RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0)
+
+
+def retry_delay(attempt: int) -> float:
+    return RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
+
+
+class RecoveryMixin:
+    """The outage half of ``notifications.resume.FollowingMixin``, which mixes it in.
+
+    The consumer state it uses (``followed``, ``local_messages``,
+    ``rejoin_task``) is set up by ``FollowingMixin.setup_state``; ``catch_up``
+    and ``unfollow_all`` are the resume rule's.
+    """
+
+    channel_layer: Any
+    channel_layer_alias: str
+    channel_name: str
+    followed: dict[str, Any]  # group -> the stream followed through it
+    local_messages: asyncio.Queue[dict[str, Any]]
+    rejoin_task: asyncio.Task | None
+
+    def setup_state(self, send: Any) -> None:
+        raise NotImplementedError
+
+    async def catch_up(self) -> None:
+        """Send every followed stream's events after its cursor."""
+        raise NotImplementedError
+
+    async def unfollow_all(self) -> None:
+        raise NotImplementedError
+
+    # -- a layer receive that survives outages --------------------------------
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        # Same as channels.consumer.AsyncConsumer.__call__, but the layer
+        # receive retries through Redis outages instead of killing the
+        # connection, and the local inbox is a third message source.
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_name = await self.channel_layer.new_channel()
+        self.channel_receive = self.receive_from_layer
+        self.base_send = send
+        self.setup_state(send)
+        try:
+            await await_many_dispatch(
+                [receive, self.channel_receive, self.local_messages.get], self.dispatch
+            )
+        except StopConsumer:
+            pass
+        finally:
+            # However the consumer ended, it leaves its groups (the pubsub
+            # layer keeps memberships in this process until told).
+            with contextlib.suppress(Exception):
+                await self.unfollow_all()
+
+    async def receive_from_layer(self) -> dict[str, Any]:
+        """The next layer message; while Redis is down, retry, then report recovery."""
+        attempt = 0
+        while True:
+            try:
+                return await self.channel_layer.receive(self.channel_name)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - Redis down or restarting
+                if attempt == 0:
+                    logger.info("channel layer receive failed (%s); retrying", exc)
+                await asyncio.sleep(retry_delay(attempt))
+                attempt += 1
+                if self.followed and await self.rejoin_groups():
+                    return {"type": RECOVERED}
+
+    # -- group membership through outages ------------------------------------
+
+    async def join_group(self, group: str) -> None:
+        """Join ``group``; if the layer does not answer, keep retrying in the background."""
+        try:
+            await self.channel_layer.group_add(group, self.channel_name)
+        except Exception as exc:  # noqa: BLE001 - Redis down: serve the log, join later
+            logger.info("group_add failed (%s); will re-join when the layer answers", exc)
+            self.rejoin_later()
+        LayerWatchdog.for_running_loop().register(self.channel_name, self.local_messages)
+
+    def stop_recovery(self) -> None:
+        """The consumer follows nothing any more: no re-join, no watchdog."""
+        self.cancel_rejoin()
+        LayerWatchdog.for_running_loop().unregister(self.channel_name)
+
+    async def rejoin_groups(self) -> bool:
+        """Join every followed group again; False while the layer does not answer."""
+        try:
+            for group in list(self.followed):
+                await self.channel_layer.group_add(group, self.channel_name)
+        except Exception:  # noqa: BLE001
+            return False
+        return True
+
+    def rejoin_later(self) -> None:
+        """Retry joining every group in the background; once the layer answers,
+        a ``layer.recovered`` message runs the catch-up in dispatch order."""
+        if self.rejoin_task is None or self.rejoin_task.done():
+            self.rejoin_task = asyncio.get_running_loop().create_task(self._rejoin())
+
+    async def _rejoin(self) -> None:
+        for attempt in itertools.count():
+            await asyncio.sleep(retry_delay(attempt))
+            if not self.followed:
+                return
+            if await self.rejoin_groups():
+                self.local_messages.put_nowait({"type": RECOVERED})
+                return
+
+    def cancel_rejoin(self) -> None:
+        task = self.rejoin_task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    # -- channel-layer handler -------------------------------------------------
+
+    async def layer_recovered(self, message: dict[str, Any]) -> None:
+        """Redis came back: re-join every group, then catch up from each cursor."""
+        if not await self.rejoin_groups():
+            self.rejoin_later()  # the layer is not back after all
+            return
+        try:
+            await self.catch_up()
+        except Exception as exc:  # noqa: BLE001 - the database is not back yet: retry
+            logger.info("catch-up after an outage failed (%s); retrying", exc)
+            self.rejoin_later()
+
+
+class LayerWatchdog:
+    """Per event loop: probe Redis, and after a restart or outage tell consumers.
+
+    A Redis restart forgets every group membership while consumers stay
+    connected; without this they would stay deaf. Disabled for the in-memory
+    layer.
+    """
+
+    _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LayerWatchdog] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self) -> None:
+        self.channels: dict[str, asyncio.Queue[dict[str, Any]]] = {}
+        self.task: asyncio.Task | None = None
+        self.run_id: str | None = None
+        self.was_down = False
+
+    @classmethod
+    def for_running_loop(cls) -> LayerWatchdog:
+        loop = asyncio.get_running_loop()
+        watchdog = cls._by_loop.get(loop)
+        if watchdog is None:
+            watchdog = cls._by_loop[loop] = cls()
+        return watchdog
+
+    @staticmethod
+    def enabled() -> bool:
+        return settings.CHANNEL_LAYER in ("redis", "pubsub")
+
+    def register(self, channel_name: str, inbox: asyncio.Queue[dict[str, Any]]) -> None:
+        self.channels[channel_name] = inbox
+        if self.enabled() and (self.task is None or self.task.done()):
+            self.task = asyncio.get_running_loop().create_task(self._watch())
+
+    def unregister(self, channel_name: str) -> None:
+        self.channels.pop(channel_name, None)
+        if not self.channels and self.task is not None:
+            self.task.cancel()
+            self.task = None
+
+    async def _watch(self) -> None:
+        import redis.asyncio as aioredis
+
+        client = aioredis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=2)
+        try:
+            while self.channels:
+                # Probe first: the run id seen when the first stream opens is
+                # the one a later restart is told apart from.
+                await self.probe(client)
+                await asyncio.sleep(WATCHDOG_INTERVAL_SECONDS)
+        finally:
+            await client.aclose()
+
+    async def probe(self, client: Any) -> None:
+        try:
+            info = await client.info("server")
+        except Exception:  # noqa: BLE001
+            if not self.was_down:
+                logger.warning("Redis unreachable; consumers will re-join when it is back")
+            self.was_down = True
+            return
+        run_id = info.get("run_id")
+        restarted = self.run_id is not None and run_id != self.run_id
+        if restarted or self.was_down:
+            logger.warning("Redis is back (restarted=%s); re-joining groups", restarted)
+            await self.announce_recovery()
+        self.run_id = run_id
+        self.was_down = False
+
+    async def announce_recovery(self) -> None:
+        try:
+            await resubscribe_pubsub(get_channel_layer())
+        except Exception:  # noqa: BLE001 - the consumers' own re-join retries
+            logger.warning("could not re-subscribe the pubsub layer", exc_info=True)
+        for inbox in list(self.channels.values()):
+            inbox.put_nowait({"type": RECOVERED})
+
+
+async def resubscribe_pubsub(layer: Any) -> None:
+    """Make sure a RedisPubSubChannelLayer's subscriptions exist after a restart.
+
+    That layer keeps group memberships in the process and one subscribing
+    connection per shard; redis-py re-subscribes when that connection notices
+    it was dropped, but not before. Sending SUBSCRIBE for everything again
+    (idempotent in Redis) reconnects it at once. No-op for other layers.
+    """
+    loop_layer = layer._get_layer() if hasattr(layer, "_get_layer") else None
+    for shard in getattr(loop_layer, "_shards", ()):
+        async with shard._lock:
+            if shard._pubsub is not None and shard._subscribed_to:
+                await shard._pubsub.subscribe(*shard._subscribed_to)

@@ -1,0 +1,195 @@
+"""How a streaming consumer follows a stream without loss: the resume rule.
+
+``FollowingMixin`` implements it once for the three transports (WebSocket,
+SSE, long-poll): join the stream's group first, then send the stored events
+after the client's cursor (``notifications.log``), then live events, dropping
+any whose id is not above the last one sent (``LiveCursor``). Writes go
+through ``deliver``, which cuts off a client that stopped reading
+(``notifications.backpressure``). Outages are ``notifications.recovery``'s.
+
+Transports implement the hooks ``send_events``, ``send_reset`` and
+(optionally) ``joined`` and ``cut_off``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from channels.consumer import get_handler_name
+from channels.db import database_sync_to_async
+
+from booktime.errors import OUTAGE_ERRORS, Unavailable
+from notifications.backpressure import buffered_bytes, drained, is_backed_up, transport_of
+from notifications.log import LiveCursor, latest_event_id, read_backlog
+from notifications.recovery import RecoveryMixin
+from notifications.streams import Subscription, authorize
+
+logger = logging.getLogger(__name__)
+
+
+class Outgoing(NamedTuple):
+    """An event ready to write: its id, its type and the envelope as JSON text."""
+
+    id: int
+    type: str
+    text: str
+
+
+@dataclass
+class Followed:
+    """One stream a connection follows, with its dedupe cursor."""
+
+    subscription: Subscription
+    cursor: LiveCursor
+
+
+def event_json(message: dict[str, Any]) -> str:
+    """The envelope as JSON text, encoded once by the publisher for all subscribers."""
+    text = message.get("json")
+    return text if isinstance(text, str) else json.dumps(message["event"])
+
+
+async def authorize_async(user: Any, stream: Any, token: str | None) -> Subscription:
+    """``authorize`` from a consumer; a database outage is ``Unavailable``."""
+    try:
+        return await database_sync_to_async(authorize)(user, stream, token)
+    except OUTAGE_ERRORS as exc:
+        raise Unavailable() from exc
+
+
+class FollowingMixin(RecoveryMixin):
+    """Mixed into an async consumer; see the module docstring."""
+
+    def setup_state(self, send: Any) -> None:
+        """Every piece of per-connection state, set once before the first message
+        (called from ``RecoveryMixin.__call__``)."""
+        # The resume rule.
+        self.followed: dict[str, Followed] = {}  # group -> stream followed through it
+        # The slow-client bound: daphne's transport (None under other servers).
+        self.transport = transport_of(send)
+        self.was_cut_off = False
+        # Outage recovery: messages from this process, and the background re-join.
+        self.local_messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.rejoin_task: asyncio.Task | None = None
+
+    # -- hooks for transports ------------------------------------------------
+
+    async def send_events(self, subscription: Subscription, events: list[Outgoing]) -> None:
+        """Send events of one stream, in order."""
+        raise NotImplementedError
+
+    async def send_reset(self, subscription: Subscription, cursor: int) -> None:
+        raise NotImplementedError
+
+    async def joined(self, subscription: Subscription) -> None:
+        """Called once the group is joined, before the backfill: from here on
+        no event of the stream can be missed."""
+
+    async def cut_off(self) -> None:
+        """End the connection of a client that stopped reading (it resumes by cursor)."""
+
+    # -- writing, bounded ----------------------------------------------------
+
+    async def deliver(self, subscription: Subscription, events: list[Outgoing]) -> None:
+        """``send_events`` unless the client has stopped reading; then cut it off."""
+        if self.was_cut_off:
+            return
+        if is_backed_up(self.transport) and not await drained(self.transport):
+            self.was_cut_off = True
+            logger.warning(
+                "cutting off a client that stopped reading (%d bytes waiting)",
+                buffered_bytes(self.transport),
+            )
+            await self.cut_off()
+            return
+        await self.send_events(subscription, events)
+
+    # -- following -----------------------------------------------------------
+
+    async def follow(self, subscription: Subscription, after: int | None) -> Followed:
+        """Join the group, then backfill from ``after``; live events follow."""
+        try:
+            if after is None:
+                # "From now" means from the newest event *before* joining: events
+                # committed while we join are then backfilled, not lost.
+                after = await database_sync_to_async(latest_event_id)()
+        except OUTAGE_ERRORS as exc:
+            raise Unavailable() from exc
+        followed = Followed(subscription, LiveCursor(0))
+        self.followed[subscription.group] = followed
+        await self.join_group(subscription.group)
+        await self.joined(subscription)
+        try:
+            await self.backfill(followed, after)
+        except OUTAGE_ERRORS as exc:
+            await self.unfollow(subscription.group)
+            raise Unavailable() from exc
+        return followed
+
+    async def unfollow(self, group: str) -> None:
+        self.followed.pop(group, None)
+        try:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        except Exception:  # noqa: BLE001 - layer down; the group entry expires
+            logger.debug("group_discard failed for %s", group, exc_info=True)
+
+    async def unfollow_all(self) -> None:
+        self.stop_recovery()
+        for group in list(self.followed):
+            await self.unfollow(group)
+
+    async def backfill(self, followed: Followed, after: int | None) -> None:
+        """Send stored events after ``after`` (page by page), or a reset."""
+        while True:
+            page = await database_sync_to_async(read_backlog)(followed.subscription, after)
+            if page.reset:
+                followed.cursor.advance(page.cursor)
+                await self.send_reset(followed.subscription, page.cursor)
+                return
+            fresh = followed.cursor.accept_many(page.events)
+            if fresh:
+                await self.deliver(
+                    followed.subscription,
+                    [Outgoing(env["id"], env["type"], json.dumps(env)) for env in fresh],
+                )
+            if not page.more:
+                followed.cursor.advance(page.cursor)
+                return
+            after = page.cursor
+
+    async def catch_up(self) -> None:
+        """After an outage: every followed stream's events after its cursor."""
+        for followed in list(self.followed.values()):
+            await self.backfill(followed, followed.cursor.last_sent)
+
+    # -- channel-layer handlers ----------------------------------------------
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """channels' dispatch without its ``aclose_old_connections()`` hop.
+
+        channels runs that hop to the database thread before *every* handler.
+        These consumers touch the database only through
+        ``database_sync_to_async``, which closes stale connections around each
+        call itself, so the hop is redundant; under fan-out it cost more
+        server CPU than delivering the event (bench, docs/performance.md).
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def order_event(self, message: dict[str, Any]) -> None:
+        """A live event from one of our groups: send it unless already sent."""
+        followed = self.followed.get(message.get("group", ""))
+        if followed is None:
+            return
+        envelope = message["event"]
+        if followed.cursor.accept(envelope):
+            await self.deliver(
+                followed.subscription,
+                [Outgoing(envelope["id"], envelope["type"], event_json(message))],
+            )
