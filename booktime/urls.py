@@ -6,6 +6,7 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("orders.api.urls")),
+    path("api/", include("notifications.api.urls")),
     path("", include("frontend.urls")),
 ]
 

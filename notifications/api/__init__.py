@@ -1,0 +1,1 @@
+"""REST API views that belong to notifications (mounted under ``api/``)."""
