@@ -562,6 +562,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="py-spy the (first) app server in these phases; top frames go to the JSON",
     )
     parser.add_argument("--json", default=str(RESULTS / "latest.json"), help="output file")
+    parser.add_argument(
+        "--webhooks", type=int, metavar="N", help="webhook latency to N receivers (bench.webhooks)"
+    )
     if "--quick" in (sys.argv[1:] if argv is None else argv):
         # Quick defaults; options given explicitly still win.
         parser.set_defaults(ws=20, sse=10, poll=10, staff=1, orders=12, events=48, drain=15.0)
@@ -579,6 +582,10 @@ def raise_fd_limit() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.webhooks:
+        from bench.webhooks import main as webhooks_main
+
+        return webhooks_main(sys.argv[1:] if argv is None else argv)
     fd_limit = raise_fd_limit()
     transports = [t for t in TRANSPORTS if getattr(args, t) > 0]
     steps = 4  # placed -> paid -> packed -> shipped -> delivered

@@ -243,6 +243,27 @@ MAX_WEBSOCKET_FRAME_BYTES = 64 * 1024
 # Signed tracking links for anonymous viewers stay valid this long.
 TRACKING_TOKEN_MAX_AGE = env_int("TRACKING_TOKEN_MAX_AGE", 60 * 60 * 24 * 90, minimum=60)
 
+# --- Webhooks (notifications.webhooks, docs/webhooks.md) -----------------------
+
+# Private, loopback and link-local receivers (and plain http://) are refused
+# unless this is on: tests and scripts/run deliver to 127.0.0.1.
+WEBHOOKS_ALLOW_PRIVATE_NETWORKS = env_bool("WEBHOOKS_ALLOW_PRIVATE_NETWORKS", False)
+WEBHOOKS_ALLOW_HTTP = env_bool("WEBHOOKS_ALLOW_HTTP", WEBHOOKS_ALLOW_PRIVATE_NETWORKS)
+# Retry delay after the n-th consecutive failure: base * 2**(n-1), capped,
+# with +-20 % jitter. Defaults: 10 s, 20 s, ... up to every 6 h.
+WEBHOOKS_RETRY_BASE_MS = env_int("WEBHOOKS_RETRY_BASE_MS", 10_000, minimum=1)
+WEBHOOKS_RETRY_MAX_MS = env_int("WEBHOOKS_RETRY_MAX_MS", 6 * 3600 * 1000, minimum=1)
+# An endpoint failing without a single success for this long is disabled.
+WEBHOOKS_DISABLE_AFTER_SECONDS = env_int("WEBHOOKS_DISABLE_AFTER_SECONDS", 3 * 24 * 3600, minimum=1)
+# After a secret rotation the old secret keeps signing (next to the new one) this long.
+WEBHOOKS_ROTATION_GRACE_SECONDS = env_int("WEBHOOKS_ROTATION_GRACE_SECONDS", 24 * 3600)
+WEBHOOKS_CONNECT_TIMEOUT_SECONDS = env_int("WEBHOOKS_CONNECT_TIMEOUT_SECONDS", 5, minimum=1)
+WEBHOOKS_READ_TIMEOUT_SECONDS = env_int("WEBHOOKS_READ_TIMEOUT_SECONDS", 10, minimum=1)
+# Endpoints one ``deliver`` worker sends to at the same time.
+WEBHOOKS_CONCURRENCY = env_int("WEBHOOKS_CONCURRENCY", 32, minimum=1)
+# The worker also scans this often without a wake-up (Redis down, missed signal).
+WEBHOOKS_POLL_MS = env_int("WEBHOOKS_POLL_MS", 1000, minimum=10)
+
 # --- Auth, sessions, security -------------------------------------------------
 
 AUTH_PASSWORD_VALIDATORS = [

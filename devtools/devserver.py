@@ -10,7 +10,7 @@
 ``python -m devtools.devserver run [--host H] [--port P] [--animate SECONDS]``
     Find a Redis (``REDIS_URL``, the local 6379, or a private redis-server
     started for this run; see ``devtools.redis_server``), apply any new
-    migrations, then run daphne and the ``publish_pending`` worker until
+    migrations, then run daphne and the ``publish_pending`` and ``deliver`` workers until
     Ctrl-C; stop everything it started, private Redis included.
 
 Development only: it turns DEBUG on unless the environment says otherwise.
@@ -74,6 +74,7 @@ def run(env: dict[str, str], host: str, port: int, animate: float | None) -> int
                 "booktime.asgi:application",
             ],
             [sys.executable, "manage.py", "publish_pending"],
+            [sys.executable, "manage.py", "deliver"],  # webhooks (docs/webhooks.md)
         ]
         if animate:
             commands.append([sys.executable, "manage.py", "seed_demo", "--animate", str(animate)])
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     env.setdefault("DEBUG", "1")
     env.setdefault("DJANGO_SETTINGS_MODULE", "booktime.settings")
+    env.setdefault("WEBHOOKS_ALLOW_PRIVATE_NETWORKS", "1")  # local test receivers
     env["PYTHONUNBUFFERED"] = "1"
     if args.command == "setup":
         return setup(env)

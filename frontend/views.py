@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET
 
 from notifications.log import latest_event_id
 from notifications.streams import StreamError, authorize
+from notifications.webhooks.health import endpoint_health
 from orders.access import make_tracking_token, order_id_from_token
 from orders.models import Order, OrderEvent, Product
 from orders.status import MAIN_PATH, TRANSITIONS, OrderStatus, allowed_next
@@ -125,6 +126,7 @@ def staff_state() -> dict[str, Any]:
         "orders": order_rows(Order.objects.all()),
         "counts": status_counts(),
         "cursor": cursor,
+        "webhooks": endpoint_health(),
     }
 
 

@@ -7,3 +7,4 @@ class NotificationsConfig(AppConfig):
 
     def ready(self) -> None:
         from notifications import checks, receivers  # noqa: F401  (connect signals, register checks)
+        from notifications.webhooks import receivers as webhook_receivers  # noqa: F401

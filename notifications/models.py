@@ -23,3 +23,7 @@ class LogHorizon(models.Model):
     def pruned_through_id(cls) -> int:
         row = cls.objects.filter(pk=1).values_list("pruned_through", flat=True).first()
         return row or 0
+
+
+# Webhook endpoints and their delivery log live in their own module.
+from notifications.webhooks.models import WebhookDelivery, WebhookEndpoint  # noqa: E402, F401

@@ -54,7 +54,7 @@ def test_run_sets_up_and_serves_the_demo_shop_and_ctrl_c_stops_everything(
         assert answers(base + "/events/poll/?stream=staff") == 401
         children = psutil.Process(run.pid).children(recursive=True)
         names = " ".join(" ".join(c.cmdline()) for c in children)
-        assert "daphne" in names and "publish_pending" in names
+        assert "daphne" in names and "publish_pending" in names and "manage.py deliver" in names
 
         run.send_signal(signal.SIGINT)
         assert run.wait(30) == 0

@@ -1,1 +1,1 @@
-"""The REST transport of the event log: ``api/events/`` (see ``feed``)."""
+"""REST endpoints of the notifications app: the event feed (``feed``) and webhooks (``webhooks``)."""
