@@ -38,7 +38,7 @@ from typing import Any
 import psutil
 
 from devtools.daphne import APPLICATION, DaphneServer
-from devtools.processes import ChildProcess, stop_processes
+from devtools.processes import ChildProcess, ManageCommand, stop_processes
 from devtools.redis_server import start_private_redis
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,9 +69,10 @@ class Env:
             "CHANNEL_LAYER_PREFIX": f"bench{os.getpid()}",
             "DEBUG": "0",
             "ALLOWED_HOSTS": "127.0.0.1",
-            # Staff clients share one user; the per-user poll limit is not
-            # what the bench measures.
+            # Staff clients share one user; the per-user poll and stream
+            # limits are not what the bench measures.
             "LONGPOLL_MAX_PER_CLIENT": "100000",
+            "SSE_MAX_PER_CLIENT": "100000",
             "PYTHONPATH": str(ROOT),
             "PYTHONUNBUFFERED": "1",
         }
@@ -137,8 +138,8 @@ class Servers:
                 daphne.launch()  # all start up at once; wait_ready() below
             has_publisher = (ROOT / "notifications/management/commands/publish_pending.py").exists()
             if target == "app" and has_publisher:
-                publisher = ChildProcess(
-                    [PYTHON, "manage.py", "publish_pending"],
+                publisher = ManageCommand(
+                    "publish_pending",
                     name=f"{label}-publish_pending",
                     env=env.env,
                     log_path=env.logs / f"{label}-publish_pending.log",
@@ -284,7 +285,9 @@ IDLE_FRAMES = (
 class Profiler:
     """py-spy recording one server process, if py-spy is installed."""
 
-    def __init__(self, pid: int, out: Path) -> None:
+    def __init__(self, pid: int, out: Path, *, nonblocking: bool = False) -> None:
+        """``nonblocking``: sample without pausing the process (less overhead, for a
+        process whose timing is what is measured; stacks may now and then be torn)."""
         binary = Path(PYTHON).parent / "py-spy"
         self.out = out
         self.proc: subprocess.Popen[Any] | None = None
@@ -301,6 +304,7 @@ class Profiler:
                     "200",
                     "--output",
                     str(out),
+                    *(["--nonblocking"] if nonblocking else []),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -563,7 +567,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", default=str(RESULTS / "latest.json"), help="output file")
     parser.add_argument(
-        "--webhooks", type=int, metavar="N", help="webhook latency to N receivers (bench.webhooks)"
+        "--webhooks",
+        type=int,
+        metavar="N",
+        help="webhook latency to N receivers (bench.webhooks; python -m bench --webhooks N -h)",
     )
     if "--quick" in (sys.argv[1:] if argv is None else argv):
         # Quick defaults; options given explicitly still win.
@@ -581,11 +588,12 @@ def raise_fd_limit() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.webhooks:
-        from bench.webhooks import main as webhooks_main
+    given = sys.argv[1:] if argv is None else argv
+    if any(arg == "--webhooks" or arg.startswith("--webhooks=") for arg in given):
+        from bench.webhooks import main as webhooks_main  # its own options (see there)
 
-        return webhooks_main(sys.argv[1:] if argv is None else argv)
+        return webhooks_main(given)
+    args = parse_args(argv)
     fd_limit = raise_fd_limit()
     transports = [t for t in TRANSPORTS if getattr(args, t) > 0]
     steps = 4  # placed -> paid -> packed -> shipped -> delivered

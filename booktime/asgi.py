@@ -1,9 +1,10 @@
 """ASGI entry point: HTTP (Django + the SSE/long-poll consumers) and WebSocket.
 
-Both protocols go through the session/auth middleware (and accept a DRF
-``Authorization: Token`` header, see notifications.auth), so every transport
-sees the same ``scope["user"]``; WebSocket handshakes are also checked
-against ALLOWED_HOSTS (origin check).
+Both protocols go through the session/auth middleware, and the stream routes
+also accept a DRF ``Authorization: Token`` header (notifications.auth,
+notifications.routing), so every transport sees the same ``scope["user"]``;
+WebSocket handshakes must also come from an allowed origin: scheme, host and
+port (booktime.origin).
 """
 
 import os
@@ -17,18 +18,13 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from notifications.auth import TokenAuthMiddleware  # noqa: E402
+from booktime.origin import OriginValidator  # noqa: E402
 from notifications.routing import http_urlpatterns, websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": AuthMiddlewareStack(
-            TokenAuthMiddleware(URLRouter([*http_urlpatterns(django_asgi_app)]))
-        ),
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))
-        ),
+        "http": AuthMiddlewareStack(URLRouter([*http_urlpatterns(django_asgi_app)])),
+        "websocket": OriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -19,6 +19,7 @@ A database that does not answer (``OUTAGE_ERRORS``) is ``unavailable`` (503,
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,17 +30,17 @@ from django.views import defaults
 # code -> HTTP status. Every code any surface sends is listed here.
 CODES: dict[str, int] = {
     # The input is wrong; ``fields`` names it where there is one.
-    "invalid": 400,  # REST: a parameter or body field failed validation
-    "parse_error": 400,  # REST: the body could not be parsed (JSON, form or multipart)
+    "invalid": 400,  # a parameter or body field failed validation, or came twice
+    "parse_error": 400,  # REST: the body could not be parsed, or broke booktime.limits
     "bad_cursor": 400,  # ``after`` / ``Last-Event-ID`` is not a non-negative integer
     "bad_stream": 400,  # a stream name that is not order:<id>, mine or staff
     "bad_timeout": 400,  # long-poll ``timeout`` out of range
     "bad_token": 400,  # WebSocket: a tracking ``token`` that is not a string
-    "bad_json": 400,  # WebSocket: a frame that is not a JSON object
+    "bad_json": 400,  # WebSocket: a frame that is not a JSON object within booktime.limits
     "bad_frame": 400,  # WebSocket: a binary frame
     "unknown_action": 400,  # WebSocket: ``action`` is not subscribe, unsubscribe or ping
     "not_subscribed": 400,  # WebSocket: unsubscribe from a stream not followed
-    "too_large": 413,  # WebSocket: a frame over MAX_WEBSOCKET_FRAME_BYTES
+    "too_large": 413,  # a WebSocket frame or a REST body over its size limit
     # Who is asking.
     "unauthenticated": 401,  # no or bad credentials (sign in, token, tracking link)
     "forbidden": 403,  # known, but not allowed (says nothing about whether it exists)
@@ -52,6 +53,7 @@ CODES: dict[str, int] = {
     # Limits.
     "throttled": 429,  # REST: over the request rate; ``Retry-After`` from the throttle
     "too_many_polls": 429,  # long-poll: too many open at once for this client
+    "too_many_streams": 429,  # SSE: too many open at once for this client
     "too_many_subscriptions": 429,  # WebSocket: too many streams on one socket
     # The server.
     "server_error": 500,  # a bug; logged with its traceback, never shown
@@ -131,6 +133,17 @@ class Unavailable(ClientError):
         self, message: str = "The database is briefly unavailable; retry shortly."
     ) -> None:
         super().__init__("unavailable", message)
+
+
+class WithoutTraceback(logging.Filter):
+    """Drop the traceback from a record (``LOGGING``'s ``django.security``
+    handler): a request Django refuses as suspicious, such as a bad ``Host``
+    header, is the client's error, not a bug; one line says enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = None
+        record.exc_text = None
+        return True
 
 
 # --- Django's 404/500 (``handler404``/``handler500`` in booktime/urls.py) ----------

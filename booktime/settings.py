@@ -7,6 +7,7 @@ start-up with ``ImproperlyConfigured`` naming the variable.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import warnings
 from pathlib import Path
@@ -56,6 +57,19 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_networks(name: str, default: list[str]) -> list[str]:
+    """A comma-separated list of IP addresses or CIDR networks (``10.0.0.0/8``)."""
+    values = env_list(name, default)
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name} must list IP addresses or networks (10.0.0.1, 10.0.0.0/8), got {value!r}"
+            ) from None
+    return values
+
+
 def env_secret(name: str, default: str | None) -> str | None:
     """Read NAME, or the contents of the file named by NAME_FILE (Docker/K8s secrets)."""
     if os.environ.get(f"{name}_FILE"):
@@ -77,6 +91,10 @@ SECRET_KEY = env_secret("SECRET_KEY", None) or DEV_SECRET_KEY
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# Reverse proxies (IPs or CIDRs) whose X-Forwarded-For and X-Forwarded-Proto
+# are believed; nobody else's are (booktime.clientip). Empty: the TCP peer
+# is the client.
+TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES", [])
 
 INSTALLED_APPS = [
     "daphne",
@@ -101,6 +119,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # api/: a query parameter given twice is a 400 naming it.
+    "booktime.limits.RepeatedParamsMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -154,7 +174,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Channel layer ------------------------------------------------------------
 
-REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+_REDIS_URL_GIVEN = env_str("REDIS_URL", "") != ""
+REDIS_URL = env_str("REDIS_URL", "") or "redis://127.0.0.1:6379/0"
 # RedisPubSubChannelLayer by default: one PUBLISH per group and a local
 # fan-out in each process, against ~11 Redis commands per delivery for
 # RedisChannelLayer (bench, docs/performance.md). It is at-most-once, which
@@ -170,12 +191,27 @@ CHANNEL_LAYER_EXPIRY = env_int("CHANNEL_LAYER_EXPIRY", 60, minimum=1)
 
 # A Redis that does not answer must not hold up a save for long.
 _REDIS_HOST = {"address": REDIS_URL, "socket_connect_timeout": 2}
+# RedisChannelLayer only: how long a Redis read may take. Its receive blocks
+# in BZPOPMIN for 5 s (channels-redis's brpop_timeout); at or below that —
+# redis-py's default is 5 s — every idle receive failed with "Timeout reading
+# from ...", which consumers took for an outage: a log line, a re-join and a
+# re-read of the log every ~5 s, forever. notifications.checks keeps it above.
+CHANNEL_LAYER_SOCKET_TIMEOUT = 10
+# RedisChannelLayer (and the in-memory layer) drop a group member that
+# joined longer ago than this. Open consumers re-join their groups every
+# 40-50 % of it (notifications/recovery.py, no log re-read), so it only has
+# to outlast a consumer that died without leaving.
+CHANNEL_LAYER_GROUP_EXPIRY = env_int("CHANNEL_LAYER_GROUP_EXPIRY", 86400, minimum=2)
 
 if CHANNEL_LAYER == "memory":
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels.layers.InMemoryChannelLayer",
-            "CONFIG": {"capacity": CHANNEL_LAYER_CAPACITY, "expiry": CHANNEL_LAYER_EXPIRY},
+            "CONFIG": {
+                "capacity": CHANNEL_LAYER_CAPACITY,
+                "expiry": CHANNEL_LAYER_EXPIRY,
+                "group_expiry": CHANNEL_LAYER_GROUP_EXPIRY,
+            },
         }
     }
 elif CHANNEL_LAYER == "pubsub":
@@ -190,19 +226,11 @@ elif CHANNEL_LAYER == "redis":
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [_REDIS_HOST],
+                "hosts": [{**_REDIS_HOST, "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT}],
                 "prefix": CHANNEL_LAYER_PREFIX,
                 "capacity": CHANNEL_LAYER_CAPACITY,
                 "expiry": CHANNEL_LAYER_EXPIRY,
-                # A membership is written when a consumer subscribes, and
-                # again only when it re-joins after a Redis outage
-                # (notifications/recovery.py): nothing refreshes it while a
-                # stream stays open. group_send drops members older than
-                # this, so it must outlast the longest-lived connection;
-                # it is a backstop for a consumer that died without leaving
-                # (consumers leave their groups however they end). One day,
-                # channels-redis's default.
-                "group_expiry": 86400,
+                "group_expiry": CHANNEL_LAYER_GROUP_EXPIRY,
             },
         }
     }
@@ -210,6 +238,25 @@ else:
     raise ImproperlyConfigured(
         f"CHANNEL_LAYER must be one of redis, pubsub, memory; got {CHANNEL_LAYER!r}"
     )
+
+# --- Cache: throttle and sign-in counters ---------------------------------------
+
+# Shared by every process through Redis, so a limit holds however many daphne
+# processes serve the site. booktime.cache.FailOpenRedisCache answers "not
+# cached" while Redis is down: limits pause, requests (and saves) go on.
+# Local memory only for a one-process set-up without Redis.
+CACHE_KEY_PREFIX = env_str("CACHE_KEY_PREFIX", f"{CHANNEL_LAYER_PREFIX}:cache")
+if CHANNEL_LAYER == "memory" and not _REDIS_URL_GIVEN:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "booktime.cache.FailOpenRedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
 
 # --- Real-time tuning ---------------------------------------------------------
 
@@ -223,11 +270,19 @@ STREAM_HEARTBEAT_SECONDS = env_int("STREAM_HEARTBEAT_SECONDS", 15, minimum=1)
 LONGPOLL_DEFAULT_TIMEOUT = 25
 LONGPOLL_MAX_TIMEOUT = 60
 # Concurrent long-polls one user (or one anonymous client address) may hold
-# open per server process; more get 429. A page needs one per stream.
+# open, across every server process (Redis); more get 429. A page needs one
+# per stream.
 LONGPOLL_MAX_PER_CLIENT = env_int("LONGPOLL_MAX_PER_CLIENT", 6, minimum=1)
-# Stored events one request/subscription backfills at most before asking the
-# client to page on (long-poll, REST) or streaming the rest (WS, SSE).
+# Concurrent SSE streams one user (or one anonymous client address) may hold
+# open; more get 429. Like LONGPOLL_MAX_PER_CLIENT, counted across every
+# process in Redis (notifications/slots.py), per process without it.
+SSE_MAX_PER_CLIENT = env_int("SSE_MAX_PER_CLIENT", 10, minimum=1)
+# Rows one read of the event log returns at most: a long-poll answers with
+# one such page, WS and SSE send each page before reading the next, the
+# REST feed's `limit` is capped at it.
 BACKFILL_PAGE_SIZE = env_int("BACKFILL_PAGE_SIZE", 500, minimum=1)
+# Days of events `manage.py prune_events` keeps by default (0 keeps none).
+EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 90, minimum=0)
 MAX_SUBSCRIPTIONS_PER_SOCKET = 50
 # A client that stops reading is cut off once this much is waiting in the
 # server's send buffer for it (it resumes by cursor). Bounds the memory one
@@ -240,6 +295,12 @@ STREAM_SLOW_CLIENT_GRACE_SECONDS = env_int("STREAM_SLOW_CLIENT_GRACE_SECONDS", 5
 # the kernel's default. Lower values make slow clients hit the bound sooner.
 STREAM_SOCKET_SNDBUF = env_int("STREAM_SOCKET_SNDBUF", 0)
 MAX_WEBSOCKET_FRAME_BYTES = 64 * 1024
+# Open streams re-check their access this often (±50 % jitter), for changes
+# that announce nothing: QuerySet.update(), raw SQL, expired tracking links,
+# announcements lost in a Redis outage. Announced changes act within about a
+# second and session expiry at the expiry date. One database hop per
+# connection each time: 10,000 connections at 300 s make ~33 a second.
+ACCESS_RECHECK_SECONDS = env_int("ACCESS_RECHECK_SECONDS", 300, minimum=1)
 # Signed tracking links for anonymous viewers stay valid this long.
 TRACKING_TOKEN_MAX_AGE = env_int("TRACKING_TOKEN_MAX_AGE", 60 * 60 * 24 * 90, minimum=60)
 
@@ -265,6 +326,15 @@ WEBHOOKS_CONCURRENCY = env_int("WEBHOOKS_CONCURRENCY", 32, minimum=1)
 WEBHOOKS_POLL_MS = env_int("WEBHOOKS_POLL_MS", 1000, minimum=10)
 
 # --- Auth, sessions, security -------------------------------------------------
+
+# Failed sign-ins (frontend and admin) per username and per client address,
+# and failed credentials (unknown API tokens, bad tracking links) per client
+# address, within one window; past a limit: a form error / 429 with
+# Retry-After until the window ends (booktime.throttles).
+LOGIN_FAILURES_PER_USERNAME = env_int("LOGIN_FAILURES_PER_USERNAME", 5, minimum=1)
+LOGIN_FAILURES_PER_ADDRESS = env_int("LOGIN_FAILURES_PER_ADDRESS", 20, minimum=1)
+AUTH_FAILURES_PER_ADDRESS = env_int("AUTH_FAILURES_PER_ADDRESS", 20, minimum=1)
+AUTH_FAILURE_WINDOW_SECONDS = env_int("AUTH_FAILURE_WINDOW_SECONDS", 300, minimum=1)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -308,7 +378,8 @@ warnings.filterwarnings("ignore", message="No directory at")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        # DRF's, with unknown tokens counted per client address.
+        "orders.api.permissions.ThrottledTokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -321,6 +392,13 @@ REST_FRAMEWORK = {
     # One JSON error shape for the whole API, in the vocabulary of
     # booktime/errors.py (rendered by orders/api/errors.py).
     "EXCEPTION_HANDLER": "orders.api.errors.api_exception_handler",
+    # DRF's, bounded: depth, numbers, strings and size (booktime/limits.py);
+    # a hostile body is a 400/413 naming it, never a 500.
+    "DEFAULT_PARSER_CLASSES": [
+        "orders.api.parsers.JSONParser",
+        "orders.api.parsers.FormParser",
+        "orders.api.parsers.MultiPartParser",
+    ],
 }
 
 SPECTACULAR_SETTINGS = {
@@ -345,9 +423,20 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # A hostile request Django refuses (bad Host header, too many form fields:
+    # the ``django.security`` loggers) is one line, not a traceback.
+    "filters": {"without_traceback": {"()": "booktime.errors.WithoutTraceback"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console_one_line": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["without_traceback"],
+        },
+    },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
+        "django.security": {"handlers": ["console_one_line"], "propagate": False},
         "booktime": {"level": LOG_LEVEL},
         "orders": {"level": LOG_LEVEL},
         "notifications": {"level": LOG_LEVEL},

@@ -8,15 +8,13 @@ database this process uses.
 
 from __future__ import annotations
 
-import http.client
-import socket
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from devtools.processes import ChildProcess
+from devtools.processes import HttpServerProcess
 
 APPLICATION = "booktime.asgi:application"
 # Django set-up plus Twisted start-up takes 1-2 s here; a loaded CI box can be
@@ -24,16 +22,21 @@ APPLICATION = "booktime.asgi:application"
 DAPHNE_START_TIMEOUT_SECONDS = 30.0
 
 
-class DaphneServer(ChildProcess):
+class DaphneServer(HttpServerProcess):
     """One ``daphne booktime.asgi:application`` process on 127.0.0.1.
 
     ``port=0`` lets the OS pick a free port; ``restart()`` reuses the port it
     got, so clients can reconnect to the same URL. ``application`` serves
     something else (the bench's baseline); ``log_path`` keeps the log where
     the caller wants it (else a temporary file that ``close()`` removes).
+    The listening socket is bound here and handed over with ``--fd``
+    (``HttpServerProcess``): daphne's own "Listening on" log line is
+    swallowed once Django configures logging, so it cannot serve as the
+    signal; ready once the application answers ``GET /-/ready``.
     """
 
     START_TIMEOUT_SECONDS = DAPHNE_START_TIMEOUT_SECONDS
+    READY_PATH = "/-/ready"
 
     def __init__(
         self,
@@ -44,12 +47,8 @@ class DaphneServer(ChildProcess):
         application: str = APPLICATION,
         log_path: Path | None = None,
     ) -> None:
-        super().__init__(name=name, env=env, log_path=log_path)
-        self.port = port
+        super().__init__(name=name, port=port, env=env, log_path=log_path)
         self.application = application
-        self._fd = -1  # the listening socket handed to daphne (see launch)
-
-    # -- addresses ---------------------------------------------------------------
 
     @property
     def url(self) -> str:
@@ -66,52 +65,18 @@ class DaphneServer(ChildProcess):
         """The ``Origin`` a page served by this server sends (passes the origin check)."""
         return self.url
 
-    # -- the process -------------------------------------------------------------
-
     def environment(self) -> dict[str, str]:
-        env = {**super().environment(), "PYTHONUNBUFFERED": "1"}
+        env = super().environment()
         env.setdefault("DJANGO_SETTINGS_MODULE", "booktime.settings")
         return env
 
     def command(self) -> list[str]:
         return [
             sys.executable, "-m", "daphne",
-            "--fd", str(self._fd),
+            "--fd", str(self.listen_fd),
             "--verbosity", "1",
             self.application,
         ]  # fmt: skip
-
-    def launch(self, pass_fds: Sequence[int] = ()) -> None:
-        """Start daphne on a socket bound here (``wait_ready()`` waits until it answers).
-
-        The listening socket is bound here and handed over with ``--fd``: the
-        port is known before daphne starts and no other process can take it
-        in between. (Daphne's own "Listening on" log line is swallowed once
-        Django configures logging, so it cannot serve as the signal.)
-        """
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            listener.bind((self.host, self.port))
-            listener.listen(128)
-            self.port = listener.getsockname()[1]
-            self._fd = listener.fileno()
-            super().launch(pass_fds=(*pass_fds, self._fd))
-        finally:
-            # Only daphne holds the socket now: when it dies, the port refuses.
-            listener.close()
-
-    def ready(self) -> bool:
-        """True once the application answers a request (any status will do)."""
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=2)
-        try:
-            connection.request("GET", "/-/ready")
-            connection.getresponse().read()
-            return True
-        except (OSError, http.client.HTTPException):
-            return False
-        finally:
-            connection.close()
 
     def __repr__(self) -> str:
         return f"<DaphneServer {self.name} {self.url} {'running' if self.running else 'stopped'}>"

@@ -3,15 +3,20 @@
 Free ports, waiting on a condition with a timeout, stopping processes
 (SIGTERM, then SIGKILL), and ``ChildProcess``: a server or worker run as a
 child process with its output in a log file, that can be started (and
-waited on until it is ready), stopped, killed and restarted.
+waited on until it is ready), stopped, killed and restarted. Two kinds of
+child build on it: ``HttpServerProcess`` (an HTTP server on a listening
+socket bound here and handed over) and ``ManageCommand`` (a ``manage.py``
+worker such as ``publish_pending`` or ``deliver``).
 """
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -207,3 +212,95 @@ class ChildProcess:
         state = "running" if self.running else "stopped"
         where = f" port {self.port}" if self.port else ""
         return f"<{type(self).__name__} {self.name}{where} {state}>"
+
+
+class HttpServerProcess(ChildProcess):
+    """An HTTP server child on 127.0.0.1, listening on a socket bound here.
+
+    ``launch()`` binds the port (``port=0``: a free one) and hands the
+    listening socket to the child, whose ``command()`` names it with
+    ``self.listen_fd``: the port is known before the child starts, no other
+    process can take it in between, and ``restart()`` keeps it, so clients
+    reconnect to the same URL. Ready once ``READY_PATH`` answers (any status).
+    """
+
+    READY_PATH = "/"
+
+    def __init__(
+        self,
+        command: Sequence[str] = (),
+        *,
+        name: str,
+        port: int = 0,
+        env: Mapping[str, str] | None = None,
+        log_path: Path | None = None,
+    ) -> None:
+        super().__init__(command, name=name, env=env, log_path=log_path)
+        self.port = port
+        self.listen_fd = -1  # the listening socket handed to the child (see launch)
+
+    def environment(self) -> dict[str, str]:
+        return {**super().environment(), "PYTHONUNBUFFERED": "1"}
+
+    def launch(self, pass_fds: Sequence[int] = ()) -> None:
+        """Bind the port, start the child on it (``wait_ready()`` waits until it answers)."""
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind((self.host, self.port))
+            listener.listen(1024)
+            self.port = listener.getsockname()[1]
+            self.listen_fd = listener.fileno()
+            super().launch(pass_fds=(*pass_fds, self.listen_fd))
+        finally:
+            # Only the child holds the socket now: when it dies, the port refuses.
+            listener.close()
+
+    def ready(self) -> bool:
+        """True once the server answers ``GET READY_PATH`` (any status will do)."""
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=2)
+        try:
+            connection.request("GET", self.READY_PATH)
+            connection.getresponse().read()
+            return True
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            connection.close()
+
+
+class ManageCommand(ChildProcess):
+    """``python manage.py <command> <args>``: a long-running worker (``publish_pending``,
+    ``deliver``). Ready once its start-up line (``"<command>:"``) is in its log."""
+
+    def __init__(
+        self,
+        command: str,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        name: str | None = None,
+        log_path: Path | None = None,
+        ready_text: str | None = None,
+    ) -> None:
+        argv = [sys.executable, "manage.py", command, *args]
+        super().__init__(argv, name=name or command, env=env, log_path=log_path)
+        self.ready_text = f"{command}:" if ready_text is None else ready_text
+        self._log_offset = 0  # where this run's output starts (the log is appended to)
+
+    def environment(self) -> dict[str, str]:
+        env = {**super().environment(), "PYTHONUNBUFFERED": "1"}
+        env.setdefault("DJANGO_SETTINGS_MODULE", "booktime.settings")
+        return env
+
+    def launch(self, pass_fds: Sequence[int] = ()) -> None:
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        super().launch(pass_fds)
+
+    def ready(self) -> bool:
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(self._log_offset)
+                head = log.read(64 * 1024)
+        except OSError:
+            return False
+        return self.ready_text.encode() in head

@@ -11,6 +11,7 @@ urlpatterns = [
     path("logged-out/", views.logged_out, name="logged_out"),
     path("orders/", views.my_orders, name="my_orders"),
     path("orders/<int:order_id>/", views.order_tracking, name="order_tracking"),
-    path("track/<str:token>/", views.track_by_token, name="track_by_token"),
+    path("track/", views.track_link, name="track"),
+    path("track/<int:order_id>/", views.track_order, name="track_order"),
     path("staff/", views.staff_dashboard, name="staff_dashboard"),
 ]

@@ -5,25 +5,46 @@ read at, so ``booktime-live.js`` resumes from exactly there. The same state
 is served as JSON (``?format=json``) for the page to reload after a ``reset``.
 Who may see an order is decided by ``notifications.streams.authorize``, the
 rule every live transport uses.
+
+Tracking links (``orders.access``) are ``/track/#<token>``: ``track_link``
+serves a page whose script posts the fragment's token (``X-Tracking-Token``)
+and gets a cookie for that order, then opens ``/track/<id>/``
+(``track_order``), which every transport then authorizes by that cookie. No
+request line carries the token. What a link holder sees is the order, not
+the person: status, timeline, item count and total (``public_tracking_state``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.views import redirect_to_login
 from django.db.models import Count, Max
+from django.forms import Form
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods
 
+from booktime.clientip import client_address
+from booktime.errors import error_body
+from booktime.throttles import AUTH_ADDRESS
+from frontend.forms import LoginForm
 from notifications.log import latest_event_id
 from notifications.streams import StreamError, authorize
 from notifications.webhooks.health import endpoint_health
-from orders.access import make_tracking_token, order_id_from_token
+from orders.access import (
+    TRACKING_HEADER,
+    make_tracking_token,
+    order_for_token,
+    tracking_cookie_name,
+    tracking_path,
+)
 from orders.models import Order, OrderEvent, Product
 from orders.status import MAIN_PATH, TRANSITIONS, OrderStatus, allowed_next
 
@@ -113,6 +134,17 @@ def tracking_state(order: Order) -> dict[str, Any]:
     }
 
 
+def public_tracking_state(order: Order) -> dict[str, Any]:
+    """What a tracking-link holder gets: the order, not the person.
+
+    Status, timeline (event envelopes, which carry no personal data), item
+    count and total; no username, name, e-mail or address.
+    """
+    state = tracking_state(order)
+    state["order"] = {k: v for k, v in state["order"].items() if k != "customer"}
+    return state
+
+
 def my_orders_state(user: Any) -> dict[str, Any]:
     # Cursor first: anything committed after it is sent again by the stream,
     # and the rows' last_event_id makes applying it twice harmless.
@@ -171,24 +203,24 @@ def my_orders(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _tracking_page(request: HttpRequest, order: Order, token: str | None) -> HttpResponse:
-    state = tracking_state(order)
+def _tracking_page(request: HttpRequest, order: Order, *, public: bool) -> HttpResponse:
+    """The tracking page: the owner's/staff's, or (``public``) a link holder's."""
+    state = public_tracking_state(order) if public else tracking_state(order)
     if wants_json(request):
         return JsonResponse(state)
-    is_owner = request.user.is_authenticated and order.customer_id == request.user.pk
     share_url = None
-    if is_owner or request.user.is_staff:
-        share_url = request.build_absolute_uri(
-            reverse("track_by_token", args=[token or make_tracking_token(order)])
-        )
+    if not public:  # only the order's customer and staff get here
+        share_url = request.build_absolute_uri(tracking_path(make_tracking_token(order)))
     return render(
         request,
         "frontend/tracking.html",
         {
             "order": order,
             "state": state,
-            "live": {"stream": f"order:{order.pk}", "after": state["cursor"], "token": token},
+            # A link holder's transports authorize by the tracking cookie.
+            "live": {"stream": f"order:{order.pk}", "after": state["cursor"], "token": None},
             "share_url": share_url,
+            "public": public,
             "constants": page_constants(),
         },
     )
@@ -208,21 +240,67 @@ def order_tracking(request: HttpRequest, order_id: int) -> HttpResponse:
         order = Order.objects.get(pk=order_id)
     except Order.DoesNotExist:
         raise Http404("No such order.") from None
-    return _tracking_page(request, order, token=None)
+    return _tracking_page(request, order, public=False)
 
 
+LINK_REFUSED = "This tracking link is invalid, has expired or was revoked."
+
+
+def _link_refused(request: HttpRequest) -> HttpResponse:
+    """404: the tracking-link page that says no (its script retries a fragment once)."""
+    if wants_json(request) or request.method == "POST":
+        return JsonResponse(error_body("not_found", LINK_REFUSED), status=404)
+    return render(
+        request, "frontend/track_link.html", {"refused": True, "message": LINK_REFUSED}, status=404
+    )
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def track_link(request: HttpRequest) -> HttpResponse:
+    """``/track/#<token>``. GET: the page that reads the fragment. POST (the
+    token in ``X-Tracking-Token``): a cookie for the order, and where to go."""
+    if request.method == "GET":
+        return render(request, "frontend/track_link.html", {"refused": False})
+    address = client_address(request)
+    wait = AUTH_ADDRESS.wait(address)
+    if wait:
+        message = f"Too many invalid tracking links from this address; retry in {wait} s."
+        response = JsonResponse(error_body("throttled", message), status=429)
+        response["Retry-After"] = str(wait)
+        return response
+    token = request.headers.get(TRACKING_HEADER) or ""
+    order = order_for_token(token)
+    if order is None:
+        AUTH_ADDRESS.fail(address)
+        return _link_refused(request)
+    response = JsonResponse({"url": reverse("track_order", args=[order.pk])})
+    response.set_cookie(
+        tracking_cookie_name(order.pk),
+        token,
+        max_age=settings.TRACKING_TOKEN_MAX_AGE,
+        path="/",
+        secure=settings.SESSION_COOKIE_SECURE,
+        httponly=True,
+        samesite="Strict",
+    )
+    return response
+
+
+@never_cache
 @require_GET
-def track_by_token(request: HttpRequest, token: str) -> HttpResponse:
-    """The signed tracking link: no sign-in, one order."""
-    order_id = order_id_from_token(token)
-    if order_id is None:
-        raise Http404("This tracking link is invalid or has expired.")
+def track_order(request: HttpRequest, order_id: int) -> HttpResponse:
+    """A link holder's tracking page: the token from ``X-Tracking-Token`` or the
+    order's tracking cookie; the public view whoever is signed in."""
+    token = request.headers.get(TRACKING_HEADER) or request.COOKIES.get(
+        tracking_cookie_name(order_id)
+    )
     try:
-        authorize(request.user, f"order:{order_id}", tracking_token=token)
+        authorize(AnonymousUser(), f"order:{order_id}", tracking_token=token)
         order = Order.objects.get(pk=order_id)
     except (StreamError, Order.DoesNotExist):
-        raise Http404("This tracking link is invalid or has expired.") from None
-    return _tracking_page(request, order, token=token)
+        return _link_refused(request)
+    return _tracking_page(request, order, public=True)
 
 
 @require_GET
@@ -250,8 +328,19 @@ def staff_dashboard(request: HttpRequest) -> HttpResponse:
 
 
 class LoginView(auth_views.LoginView):
+    """Sign-in, with failure limits per username and client address (429 past them)."""
+
     template_name = "frontend/login.html"
     redirect_authenticated_user = True
+    authentication_form = LoginForm
+
+    def form_invalid(self, form: Form) -> HttpResponse:
+        response = super().form_invalid(form)
+        wait = getattr(form, "throttled_wait", 0)
+        if wait:
+            response.status_code = 429
+            response["Retry-After"] = str(wait)
+        return response
 
 
 def logout_page(request: HttpRequest) -> HttpResponse:

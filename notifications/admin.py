@@ -14,22 +14,23 @@ from notifications.webhooks import deliveries
 from notifications.webhooks.models import WebhookDelivery, WebhookEndpoint
 from notifications.webhooks.safety import UnsafeURL, validate_url
 
+# A delivery's outcome, as both delivery lists show it.
+DELIVERY_OUTCOME = [
+    "event_type",
+    "state",
+    "attempts",
+    "last_attempt_at",
+    "last_status_code",
+    "last_latency_ms",
+    "next_attempt_at",
+]
+
 
 class WebhookDeliveryInline(admin.TabularInline):
     model = WebhookDelivery
     extra = 0
     can_delete = False
-    fields = [
-        "event",
-        "event_type",
-        "state",
-        "attempts",
-        "last_attempt_at",
-        "last_status_code",
-        "last_latency_ms",
-        "next_attempt_at",
-        "last_error",
-    ]
+    fields = ["event", *DELIVERY_OUTCOME, "last_error"]
     readonly_fields = fields
     ordering = ["-event_id"]
     max_num = 0
@@ -52,20 +53,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     ]
     list_filter = ["enabled"]
     search_fields = ["url", "description"]
-    fields = [
-        "url",
-        "description",
-        "event_types",
-        "enabled",
-        "disabled_reason",
-        "last_success_at",
-        "last_failure_at",
-        "failing_since",
-        "consecutive_failures",
-        "retry_at",
-        "start_after",
-        "rows_through",
-    ]
+    # The delivery state the worker keeps: shown, never edited.
     readonly_fields = [
         "disabled_reason",
         "last_success_at",
@@ -76,6 +64,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         "start_after",
         "rows_through",
     ]
+    fields = ["url", "description", "event_types", "enabled", *readonly_fields]
     inlines = [WebhookDeliveryInline]
     actions = ["enable", "disable", "rotate_secret"]
 
@@ -130,18 +119,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
 class WebhookDeliveryAdmin(admin.ModelAdmin):
     """The delivery log: read-only, plus re-send."""
 
-    list_display = [
-        "id",
-        "endpoint",
-        "event_id",
-        "event_type",
-        "state",
-        "attempts",
-        "last_attempt_at",
-        "last_status_code",
-        "last_latency_ms",
-        "next_attempt_at",
-    ]
+    list_display = ["id", "endpoint", "event_id", *DELIVERY_OUTCOME]
     list_filter = ["state", "endpoint"]
     list_select_related = ["endpoint"]
     actions = ["resend"]

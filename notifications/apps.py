@@ -6,5 +6,7 @@ class NotificationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from notifications import checks, receivers  # noqa: F401  (connect signals, register checks)
+        from notifications import access, checks, receivers  # noqa: F401  (connect signals, register checks)
         from notifications.webhooks import receivers as webhook_receivers  # noqa: F401
+
+        access.connect_signals()

@@ -20,6 +20,34 @@ def check_channel_layer(app_configs: Any = None, **kwargs: Any) -> list[Warning]
                 id="notifications.W001",
             )
         )
+    if settings.CHANNEL_LAYER == "redis":
+        warnings += check_redis_layer_timeout(settings.CHANNEL_LAYERS["default"])
+    return warnings
+
+
+def check_redis_layer_timeout(layer: dict[str, Any]) -> list[Warning]:
+    """RedisChannelLayer's blocking receive must not time out on the client side.
+
+    Its BZPOPMIN waits up to ``brpop_timeout`` (5 s); a redis-py
+    ``socket_timeout`` at or below that (redis-py's default is 5 s) fails every
+    idle receive, which consumers take for an outage (notifications.recovery).
+    """
+    from channels_redis.core import RedisChannelLayer
+
+    blocking = RedisChannelLayer.brpop_timeout
+    warnings = []
+    for host in layer.get("CONFIG", {}).get("hosts", []):
+        timeout = host.get("socket_timeout", 5) if isinstance(host, dict) else 5
+        if timeout is not None and timeout <= blocking:
+            warnings.append(
+                Warning(
+                    f"The redis channel layer's socket_timeout ({timeout} s) does not exceed "
+                    f"its blocking receive ({blocking} s).",
+                    hint="Every idle receive then times out and is handled as an outage. "
+                    "Give each host a socket_timeout above it (CHANNEL_LAYER_SOCKET_TIMEOUT).",
+                    id="notifications.W002",
+                )
+            )
     return warnings
 
 

@@ -17,7 +17,9 @@ from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 
 from booktime.errors import ClientError
-from notifications.resume import FollowingMixin, authorize_async
+from booktime.limits import repeated_params
+from notifications.auth import tracking_token_for
+from notifications.resume import FollowingMixin
 from notifications.streams import StreamError, Subscription
 
 
@@ -56,9 +58,14 @@ class StreamingHttpConsumer(FollowingMixin, AsyncHttpConsumer):
     # -- request helpers ------------------------------------------------------
 
     def query(self) -> dict[str, str]:
-        """Query parameters, last value wins."""
+        """Query parameters; one given twice is 400 ``invalid`` naming it
+        (``booktime.limits.repeated_params``, the REST API's rule)."""
         raw = self.scope.get("query_string", b"").decode("utf-8", "replace")
-        return {key: values[-1] for key, values in parse_qs(raw, keep_blank_values=True).items()}
+        params = parse_qs(raw, keep_blank_values=True)
+        repeated = repeated_params(list(params.items()))
+        if repeated:
+            raise ClientError("invalid", "Each query parameter may be given once.", fields=repeated)
+        return {key: values[0] for key, values in params.items()}
 
     def header(self, name: bytes) -> str | None:
         for key, value in self.scope.get("headers", []):
@@ -70,7 +77,13 @@ class StreamingHttpConsumer(FollowingMixin, AsyncHttpConsumer):
         stream = params.get("stream")
         if not stream:
             raise StreamError("bad_stream", "the stream parameter is required")
-        return await authorize_async(self.scope.get("user"), stream, params.get("token"))
+        if "token" in params:  # access logs keep URLs: never a credential there
+            raise ClientError(
+                "bad_token",
+                "send a tracking token in the X-Tracking-Token header, not in the URL",
+                field="token",
+            )
+        return await self.authorize_now(stream, tracking_token_for(self.scope, stream))
 
     async def send_json_response(
         self, status: int, body: dict[str, Any], extra_headers: list[tuple[bytes, bytes]] = ()

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,8 @@ from booktime.errors import ClientError
 from notifications.models import LogHorizon
 from notifications.streams import Subscription
 from orders.models import OrderEvent
+
+logger = logging.getLogger(__name__)
 
 MAX_CURSOR = 2**63 - 1
 
@@ -70,9 +73,11 @@ class Backlog:
 
 
 def latest_event_id() -> int:
-    """The newest committed event id (0 for an empty log)."""
+    """The newest committed event id; for an empty log the pruned horizon (0
+    if never pruned), so a cursor handed out after pruning everything is
+    still one the log can serve."""
     last = OrderEvent.objects.order_by("-id").values_list("id", flat=True).first()
-    return last or 0
+    return last if last is not None else LogHorizon.pruned_through_id()
 
 
 def filter_events(subscription: Subscription | None, queryset: Any = None) -> Any:
@@ -98,18 +103,27 @@ def read_backlog(
 
     ``after=None`` means "from now": no stored events, cursor = newest id.
     ``queryset`` narrows further (REST ``order=``/``type=`` filters).
-    Synchronous; async callers use ``database_sync_to_async``.
+    One bounded read: at most ``limit`` rows, never more than
+    ``BACKFILL_PAGE_SIZE``; whether more wait is asked with ``EXISTS``, which
+    fetches no row. Synchronous; async callers use ``database_sync_to_async``.
     """
-    limit = limit or settings.BACKFILL_PAGE_SIZE
+    page_size = settings.BACKFILL_PAGE_SIZE
+    limit = min(limit or page_size, page_size)
+    logger.debug("reading the event log after %s (%s)", after, subscription or "all events")
     newest = latest_event_id()
     if after is None:
         return Backlog(cursor=newest)
-    if after > newest or after < LogHorizon.pruned_through_id():
+    if after > newest:
         return Backlog(cursor=newest, reset=True)
     qs = filter_events(subscription, queryset).filter(id__gt=after).order_by("id")
-    rows = list(qs[: limit + 1])
-    more = len(rows) > limit
-    rows = rows[:limit]
+    rows = list(qs[:limit])
+    # The horizon is read after the rows: ``prune_events`` commits a new
+    # horizon before it deletes anything, so rows read across a gap it made
+    # are never returned as if complete (notifications.retention).
+    horizon = LogHorizon.pruned_through_id()
+    if after < horizon:
+        return Backlog(cursor=max(newest, horizon), reset=True)
+    more = len(rows) == limit and qs.filter(id__gt=rows[-1].id).exists()
     events = [row.envelope() for row in rows]
     # With no more rows the reader has seen everything up to ``newest`` as far
     # as its filter goes, so the cursor may jump there; it stays on the last

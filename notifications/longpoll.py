@@ -1,4 +1,4 @@
-"""HTTP long-poll at ``events/poll/?stream=…&after=…&timeout=…[&token=…]``.
+"""HTTP long-poll at ``events/poll/?stream=…&after=…&timeout=…``.
 
 Answers at once with the stored events after the cursor (one page, with the
 new cursor) when there are any; otherwise holds the request until the next
@@ -12,19 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections import Counter
 from typing import Any
 
 from django.conf import settings
 
 from booktime.errors import ClientError
+from notifications import slots
 from notifications.http import StreamingHttpConsumer
 from notifications.log import parse_cursor
 from notifications.resume import Outgoing
-from notifications.streams import Subscription
+from notifications.streams import StreamError, Subscription
 
-# Open polls per client key in this process (see LONGPOLL_MAX_PER_CLIENT).
-open_polls: Counter[str] = Counter()
+# Polls held open in this process when the count is not shared (notifications.slots).
+open_polls = slots.local["poll"]
 
 
 class LongPollConsumer(StreamingHttpConsumer):
@@ -32,14 +32,14 @@ class LongPollConsumer(StreamingHttpConsumer):
 
     answered = False
     timeout_task: asyncio.Task | None = None
-    client_key: str | None = None
+    slot: slots.Slot | None = None
 
     async def handle(self, body: bytes) -> None:
         params = self.query()
         after = parse_cursor(params.get("after"), "after")
         timeout = self.timeout_param(params.get("timeout"))
         subscription = await self.authorize_stream(params)
-        self.take_slot()
+        await self.take_slot()
         self.stream = subscription.stream
         followed = await self.follow(subscription, after)
         if self.answered:
@@ -56,7 +56,8 @@ class LongPollConsumer(StreamingHttpConsumer):
         if raw is None or raw == "":
             return settings.LONGPOLL_DEFAULT_TIMEOUT
         maximum = settings.LONGPOLL_MAX_TIMEOUT
-        if not (raw.isascii() and raw.isdigit()) or int(raw) > maximum:
+        # Length first: int() of 5,000 digits raises (Python's conversion limit).
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 4) or int(raw) > maximum:
             raise ClientError(
                 "bad_timeout",
                 f"timeout must be an integer from 0 to {maximum} seconds",
@@ -64,20 +65,13 @@ class LongPollConsumer(StreamingHttpConsumer):
             )
         return int(raw)
 
-    def take_slot(self) -> None:
-        """Refuse a client holding too many polls open at once (429)."""
-        user = self.scope.get("user")
-        if user is not None and user.is_authenticated:
-            key = f"user:{user.pk}"
-        else:
-            key = f"addr:{(self.scope.get('client') or ('?',))[0]}"
-        if open_polls[key] >= settings.LONGPOLL_MAX_PER_CLIENT:
-            raise ClientError(
-                "too_many_polls",
-                f"at most {settings.LONGPOLL_MAX_PER_CLIENT} long-polls open at once per client",
-            )
-        open_polls[key] += 1
-        self.client_key = key
+    async def take_slot(self) -> None:
+        """Refuse a client holding too many polls open at once, across
+        processes (429; notifications.slots)."""
+        cap = settings.LONGPOLL_MAX_PER_CLIENT
+        self.slot = await slots.take("poll", self.scope, cap, slots.poll_slot_ttl())
+        if self.slot is None:
+            raise ClientError("too_many_polls", f"at most {cap} long-polls open at once per client")
 
     async def answer_after(self, timeout: int, followed: Any) -> None:
         await asyncio.sleep(timeout)
@@ -113,11 +107,9 @@ class LongPollConsumer(StreamingHttpConsumer):
         self.release_slot()
 
     def release_slot(self) -> None:
-        if self.client_key is not None:
-            open_polls[self.client_key] -= 1
-            if open_polls[self.client_key] <= 0:
-                del open_polls[self.client_key]
-            self.client_key = None
+        if self.slot is not None:
+            slots.release(self.slot)
+            self.slot = None
 
     # -- FollowingMixin hooks -----------------------------------------------
 
@@ -126,3 +118,12 @@ class LongPollConsumer(StreamingHttpConsumer):
 
     async def send_reset(self, subscription: Subscription, cursor: int) -> None:
         await self.answer([], cursor, reset=True)
+
+    async def revoke(self, subscription: Subscription, error: StreamError) -> None:
+        """Access ended while the poll was held (notifications.access): 401/403 JSON."""
+        if self.answered:
+            return
+        self.answered = True
+        await self.send_error(error)
+        self.release_slot()
+        await self.unfollow_all()

@@ -15,6 +15,14 @@
 Messages from this process (the watchdog, the re-join task) arrive through a
 local inbox, ``local_messages``, not through Redis, which may be the thing
 that failed.
+
+Memberships are also kept fresh while nothing fails: a layer with a
+``group_expiry`` (``RedisChannelLayer``, the in-memory layer) drops a member
+that joined longer ago than that, so every consumer re-joins its groups about
+every half of it (``layer.refresh``, in dispatch order; no log re-read).
+Idle otherwise costs nothing: the layer's blocking receive must not time out
+on the client side (``CHANNEL_LAYER_SOCKET_TIMEOUT``, checked by
+``notifications.checks``), or every idle process would take an outage for one.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import random
 import weakref
 from typing import Any
 
@@ -34,6 +43,7 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 RECOVERED = "layer.recovered"  # message type a consumer gets after an outage
+REFRESH = "layer.refresh"  # message type: time to re-join groups before they expire
 # How often the watchdog asks Redis whether it restarted. One probe per
 # process, so cheap; it bounds how long a consumer stays deaf after a restart.
 WATCHDOG_INTERVAL_SECONDS = 1.0
@@ -59,6 +69,7 @@ class RecoveryMixin:
     followed: dict[str, Any]  # group -> the stream followed through it
     local_messages: asyncio.Queue[dict[str, Any]]
     rejoin_task: asyncio.Task | None
+    refresh_handle: asyncio.TimerHandle | None = None
 
     def setup_state(self, send: Any) -> None:
         raise NotImplementedError
@@ -120,16 +131,45 @@ class RecoveryMixin:
             logger.info("group_add failed (%s); will re-join when the layer answers", exc)
             self.rejoin_later()
         LayerWatchdog.for_running_loop().register(self.channel_name, self.local_messages)
+        self.schedule_refresh()
 
     def stop_recovery(self) -> None:
-        """The consumer follows nothing any more: no re-join, no watchdog."""
+        """The consumer follows nothing any more: no re-join, no refresh, no watchdog."""
         self.cancel_rejoin()
+        if self.refresh_handle is not None:
+            self.refresh_handle.cancel()
+            self.refresh_handle = None
         LayerWatchdog.for_running_loop().unregister(self.channel_name)
 
+    def refresh_interval(self) -> float | None:
+        """Seconds between re-joins: 40-50 % of the layer's ``group_expiry``
+        (spread, so sockets opened together do not refresh together); None
+        for a layer whose memberships do not expire (pubsub)."""
+        # The instance's own attribute: the pubsub layer proxies lookups.
+        expiry = vars(self.channel_layer).get("group_expiry")
+        if not isinstance(expiry, int | float) or expiry <= 0:
+            return None
+        return expiry * random.uniform(0.4, 0.5)
+
+    def schedule_refresh(self) -> None:
+        """Arrange the next ``layer.refresh`` (one timer per consumer, not a task)."""
+        if self.refresh_handle is not None:
+            return
+        interval = self.refresh_interval()
+        if interval is not None:
+            self.refresh_handle = asyncio.get_running_loop().call_later(
+                interval, self.local_messages.put_nowait, {"type": REFRESH}
+            )
+
+    def member_groups(self) -> list[str]:
+        """Every group this consumer belongs to: its streams', and the access
+        groups ``notifications.access`` joins for the principal."""
+        return [*self.followed, *getattr(self, "access_groups", ())]
+
     async def rejoin_groups(self) -> bool:
-        """Join every followed group again; False while the layer does not answer."""
+        """Join every group again; False while the layer does not answer."""
         try:
-            for group in list(self.followed):
+            for group in self.member_groups():
                 await self.channel_layer.group_add(group, self.channel_name)
         except Exception:  # noqa: BLE001
             return False
@@ -155,13 +195,24 @@ class RecoveryMixin:
         if task is not None and task is not asyncio.current_task():
             task.cancel()
 
-    # -- channel-layer handler -------------------------------------------------
+    # -- channel-layer handlers ------------------------------------------------
+
+    async def layer_refresh(self, message: dict[str, Any]) -> None:
+        """Re-join every group before its membership expires; nothing is re-read."""
+        self.refresh_handle = None
+        if not self.followed:
+            return
+        if await self.rejoin_groups():
+            self.schedule_refresh()
+        else:
+            self.rejoin_later()  # the layer is down: the outage path takes over
 
     async def layer_recovered(self, message: dict[str, Any]) -> None:
         """Redis came back: re-join every group, then catch up from each cursor."""
         if not await self.rejoin_groups():
             self.rejoin_later()  # the layer is not back after all
             return
+        self.schedule_refresh()
         try:
             await self.catch_up()
         except Exception as exc:  # noqa: BLE001 - the database is not back yet: retry

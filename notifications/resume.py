@@ -5,10 +5,11 @@ SSE, long-poll): join the stream's group first, then send the stored events
 after the client's cursor (``notifications.log``), then live events, dropping
 any whose id is not above the last one sent (``LiveCursor``). Writes go
 through ``deliver``, which cuts off a client that stopped reading
-(``notifications.backpressure``). Outages are ``notifications.recovery``'s.
+(``notifications.backpressure``). Outages are ``notifications.recovery``'s;
+re-checking access on open streams is ``notifications.access``'s.
 
-Transports implement the hooks ``send_events``, ``send_reset`` and
-(optionally) ``joined`` and ``cut_off``.
+Transports implement the hooks ``send_events``, ``send_reset``, ``revoke``
+and (optionally) ``joined``, ``cut_off`` and ``principal_ended``.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 
 from booktime.errors import OUTAGE_ERRORS, Unavailable
+from notifications.access import AccessMixin
 from notifications.backpressure import buffered_bytes, drained, is_backed_up, transport_of
 from notifications.log import LiveCursor, latest_event_id, read_backlog
 from notifications.recovery import RecoveryMixin
-from notifications.streams import Subscription, authorize
+from notifications.streams import Subscription
 
 logger = logging.getLogger(__name__)
 
@@ -53,15 +55,7 @@ def event_json(message: dict[str, Any]) -> str:
     return text if isinstance(text, str) else json.dumps(message["event"])
 
 
-async def authorize_async(user: Any, stream: Any, token: str | None) -> Subscription:
-    """``authorize`` from a consumer; a database outage is ``Unavailable``."""
-    try:
-        return await database_sync_to_async(authorize)(user, stream, token)
-    except OUTAGE_ERRORS as exc:
-        raise Unavailable() from exc
-
-
-class FollowingMixin(RecoveryMixin):
+class FollowingMixin(RecoveryMixin, AccessMixin):
     """Mixed into an async consumer; see the module docstring."""
 
     def setup_state(self, send: Any) -> None:
@@ -75,6 +69,8 @@ class FollowingMixin(RecoveryMixin):
         # Outage recovery: messages from this process, and the background re-join.
         self.local_messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.rejoin_task: asyncio.Task | None = None
+        # Access re-checks on open streams (notifications.access).
+        self.setup_access()
 
     # -- hooks for transports ------------------------------------------------
 
@@ -122,6 +118,9 @@ class FollowingMixin(RecoveryMixin):
         followed = Followed(subscription, LiveCursor(0))
         self.followed[subscription.group] = followed
         await self.join_group(subscription.group)
+        # Before ``joined``: a change the client makes once it sees the stream
+        # open is heard (notifications.access).
+        await self.watch_access()
         await self.joined(subscription)
         try:
             await self.backfill(followed, after)
@@ -139,11 +138,15 @@ class FollowingMixin(RecoveryMixin):
 
     async def unfollow_all(self) -> None:
         self.stop_recovery()
+        await self.stop_access()
         for group in list(self.followed):
             await self.unfollow(group)
 
     async def backfill(self, followed: Followed, after: int | None) -> None:
-        """Send stored events after ``after`` (page by page), or a reset."""
+        """Send stored events after ``after``, or a reset: one bounded page
+        (``BACKFILL_PAGE_SIZE`` rows) at a time, each sent before the next is
+        read, and none read once the subscription has ended (a long-poll that
+        answered with its first page, a client cut off or unsubscribed)."""
         while True:
             page = await database_sync_to_async(read_backlog)(followed.subscription, after)
             if page.reset:
@@ -159,10 +162,14 @@ class FollowingMixin(RecoveryMixin):
             if not page.more:
                 followed.cursor.advance(page.cursor)
                 return
+            if self.was_cut_off or self.followed.get(followed.subscription.group) is not followed:
+                return
             after = page.cursor
 
     async def catch_up(self) -> None:
-        """After an outage: every followed stream's events after its cursor."""
+        """After an outage: re-check access (announcements sent meanwhile were
+        lost), then every followed stream's events after its cursor."""
+        await self.recheck_access()
         for followed in list(self.followed.values()):
             await self.backfill(followed, followed.cursor.last_sent)
 

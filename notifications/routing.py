@@ -1,4 +1,8 @@
-"""URL routes for the streaming transports (mounted in booktime/asgi.py)."""
+"""URL routes for the streaming transports (mounted in booktime/asgi.py).
+
+Each stream consumer accepts ``Authorization: Token`` (``TokenAuthMiddleware``);
+Django's own views, the REST API included, authenticate for themselves.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +10,20 @@ from typing import Any
 
 from django.urls import path, re_path
 
+from notifications.auth import TokenAuthMiddleware
 from notifications.longpoll import LongPollConsumer
 from notifications.sse import EventStreamConsumer
 from notifications.websocket import LiveConsumer
 
 websocket_urlpatterns = [
-    path("ws/live/", LiveConsumer.as_asgi()),
+    path("ws/live/", TokenAuthMiddleware(LiveConsumer.as_asgi())),
 ]
 
 
 def http_urlpatterns(django_app: Any) -> list[Any]:
     """SSE and long-poll first; Django's app last, catching everything else."""
     return [
-        path("events/stream/", EventStreamConsumer.as_asgi()),
-        path("events/poll/", LongPollConsumer.as_asgi()),
+        path("events/stream/", TokenAuthMiddleware(EventStreamConsumer.as_asgi())),
+        path("events/poll/", TokenAuthMiddleware(LongPollConsumer.as_asgi())),
         re_path(r"", django_app),
     ]

@@ -9,7 +9,10 @@ Client actions (JSON text frames)::
 Server frames: ``subscribed``, ``event``, ``reset``, ``unsubscribed``, ``pong``
 and ``error`` (``ClientError.frame``: a ``code`` from ``booktime.errors``, the
 same codes the HTTP transports and the REST API use). Bad input never closes
-the socket.
+the socket. When access to a followed stream ends, its subscription ends with
+an ``error`` frame; when the socket's sign-in itself ends (logout, password
+change, deactivation, a deleted API token) it is closed with **4401**
+(``notifications.access``).
 
 This is channels' *async* JSON consumer, not the sync
 ``JsonWebsocketConsumer``: the sync one runs every handler on one shared
@@ -27,9 +30,12 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from booktime.errors import ClientError
+from booktime.limits import InputError, load_json
+from notifications.access import SIGNED_OUT_CLOSE_CODE, PrincipalEnded
+from notifications.auth import tracking_token_for
 from notifications.log import parse_cursor
-from notifications.resume import FollowingMixin, Outgoing, authorize_async
-from notifications.streams import Subscription
+from notifications.resume import FollowingMixin, Outgoing
+from notifications.streams import StreamError, Subscription
 
 # Close code for a client that stopped reading (see notifications.backpressure).
 SLOW_CLIENT_CLOSE_CODE = 4008
@@ -40,9 +46,15 @@ class LiveConsumer(FollowingMixin, AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         """Accept everyone: each subscribe is authorized on its own."""
-        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        self.default_token = (query.get("token") or [None])[-1]
         await self.accept()
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        if "token" in query:  # access logs keep URLs: never a credential there
+            error = ClientError(
+                "bad_token",
+                "send a tracking token in the subscribe frame, not in the URL",
+                field="token",
+            )
+            await self.send_json(error.frame())
 
     async def disconnect(self, code: int) -> None:
         """Leave every group so no membership outlives the socket."""
@@ -80,9 +92,11 @@ class LiveConsumer(FollowingMixin, AsyncJsonWebsocketConsumer):
         if len(text_data) > limit or len(text_data.encode("utf-8", "surrogatepass")) > limit:
             raise ClientError("too_large", f"frames are limited to {limit} bytes")
         try:
-            content = json.loads(text_data)
-        except ValueError:
-            raise ClientError("bad_json", "frame is not valid JSON") from None
+            # Bounded nesting, numbers and strings (booktime.limits): a frame
+            # nested 1,000 deep is an error frame, not a RecursionError.
+            content = load_json(text_data)
+        except InputError as exc:
+            raise ClientError("bad_json", f"frame is not acceptable JSON: {exc}") from None
         if not isinstance(content, dict):
             raise ClientError("bad_json", "frame must be a JSON object")
         return content
@@ -94,13 +108,15 @@ class LiveConsumer(FollowingMixin, AsyncJsonWebsocketConsumer):
             await self.subscribe(stream, content)
         except ClientError as exc:
             await self.send_json(exc.frame(stream=_safe(stream)))
+            if isinstance(exc, PrincipalEnded):
+                await self.end_principal()  # the socket's sign-in is gone: 4401
 
     async def subscribe(self, stream: Any, content: dict[str, Any]) -> None:
         after = parse_cursor(content.get("after"), "after", allow_text=False)
-        token = content.get("token", self.default_token)
+        token = tracking_token_for(self.scope, stream, content.get("token"))
         if token is not None and not isinstance(token, str):
             raise ClientError("bad_token", "token must be a string", field="token")
-        subscription = await authorize_async(self.scope.get("user"), stream, token)
+        subscription = await self.authorize_now(stream, token)
         if subscription.group in self.followed:
             await self.send_json({"type": "subscribed", "stream": subscription.stream})
             return
@@ -143,6 +159,15 @@ class LiveConsumer(FollowingMixin, AsyncJsonWebsocketConsumer):
 
     async def send_reset(self, subscription: Subscription, cursor: int) -> None:
         await self.send_json({"type": "reset", "stream": subscription.stream, "cursor": cursor})
+
+    async def revoke(self, subscription: Subscription, error: StreamError) -> None:
+        """Access ended (notifications.access): leave the group, then say so."""
+        await self.unfollow(subscription.group)
+        await self.send_json(error.frame(stream=subscription.stream))
+
+    async def principal_ended(self) -> None:
+        """4401: the session, API token or user is gone; sign in again."""
+        await self.close(code=SIGNED_OUT_CLOSE_CODE)
 
 
 def _safe(stream: Any) -> str | None:

@@ -13,9 +13,11 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
+from django.db.models import F
 
 from booktime.errors import ClientError
 from orders.models import Order, OrderLine, Product
+from orders.signals import tracking_links_revoked
 from orders.status import check_transition
 
 MIN_QUANTITY = 1
@@ -100,3 +102,18 @@ def transition_order(
         locked.status = status
         locked.save(actor=actor, note=note)
     return locked
+
+
+def revoke_tracking_links(order: Order | int) -> Order:
+    """End every tracking link of the order (revoke; rotate is this plus a new
+    link, ``orders.access.make_tracking_token``). Returns the order as stored.
+
+    Bumps ``tracking_version``; not an order change, so no event is logged.
+    ``tracking_links_revoked`` is sent after commit.
+    """
+    order_id = order.pk if isinstance(order, Order) else order
+    with transaction.atomic():
+        Order.objects.filter(pk=order_id).update(tracking_version=F("tracking_version") + 1)
+        revoked = Order.objects.get(pk=order_id)
+        transaction.on_commit(lambda: tracking_links_revoked.send(sender=Order, order_id=order_id))
+    return revoked

@@ -99,7 +99,8 @@ class OrderAdmin(admin.ModelAdmin):
     list_filter = ["status", "created_at"]
     search_fields = ["reference", "customer__username", "customer__email", "shipping_name"]
     date_hierarchy = "created_at"
-    readonly_fields = ["reference", "created_at", "updated_at"]
+    # Changing the customer bumps tracking_version: their tracking links end.
+    readonly_fields = ["reference", "created_at", "updated_at", "tracking_version"]
     raw_id_fields = ["customer"]
     inlines = [OrderLineInline, OrderEventInline]
     # No bulk actions: QuerySet.update() would bypass the event log.

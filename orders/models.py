@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import connections, models, transaction
 from django.utils import timezone
 
+from orders.signals import tracking_links_revoked
 from orders.status import OrderStatus, check_transition
 
 # Fields whose change (without a status change) is announced as order.updated.
@@ -74,6 +75,10 @@ class Order(models.Model):
     # before the lines exist) carries the right figures.
     total = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0.00"))
     item_count = models.PositiveIntegerField(default=0)
+    # Tracking links carry the version they were made for (orders/access.py):
+    # bumping it ends every link of the order. Save bumps it when the
+    # customer changes; orders.actions.revoke_tracking_links on request.
+    tracking_version = models.PositiveIntegerField(default=1, editable=False)
 
     class Meta:
         ordering = ["-id"]
@@ -88,6 +93,8 @@ class Order(models.Model):
 
         ``actor`` (a user or None) and ``note`` are recorded on the event.
         Raises ``orders.status.InvalidTransition`` for a refused status change.
+        A change of customer bumps ``tracking_version``: the previous
+        customer's tracking links stop working.
         """
         using = kwargs.get("using") or self._state.db or "default"
         with transaction.atomic(using=using):
@@ -99,13 +106,16 @@ class Order(models.Model):
             else:
                 # Re-read under a row lock: the in-memory copy may be stale and
                 # two concurrent transitions must not both pass the check.
-                current = (
+                row = (
                     Order.objects.using(using)
                     .select_for_update()
                     .filter(pk=self.pk)
-                    .values_list("status", flat=True)
+                    .values_list("status", "customer_id", "tracking_version")
                     .first()
                 )
+                current = row[0] if row is not None else None
+                if row is not None:
+                    self._keep_tracking_version(row[1], row[2], kwargs)
                 if current is not None and current != self.status:
                     check_transition(current, self.status)
                     previous_status = current
@@ -125,6 +135,24 @@ class Order(models.Model):
                     using=using,
                 )
         self._remember_saved_state()
+
+    def _keep_tracking_version(
+        self, stored_customer_id: int, stored_version: int, save_kwargs: dict[str, Any]
+    ) -> None:
+        """The stored version, never a stale in-memory one (that could revive
+        revoked links), plus one when the customer changes."""
+        self.tracking_version = stored_version
+        if stored_customer_id == self.customer_id:
+            return
+        self.tracking_version = stored_version + 1
+        fields = save_kwargs.get("update_fields")
+        if fields is not None:
+            save_kwargs["update_fields"] = {*fields, "tracking_version"}
+        order_id = self.pk
+        transaction.on_commit(
+            lambda: tracking_links_revoked.send(sender=Order, order_id=order_id),
+            using=save_kwargs.get("using") or self._state.db or "default",
+        )
 
     # -- change tracking -------------------------------------------------------
 

@@ -10,7 +10,7 @@ if [ ! -x .venv/bin/python ]; then
     echo "booktime: creating .venv with $("$PYTHON" --version)"
     "$PYTHON" -m venv .venv
 fi
-_booktime_modules='django, channels, daphne, channels_redis, rest_framework, drf_spectacular, drf_spectacular_sidecar, whitenoise, dj_database_url, psycopg, redis'
+_booktime_modules='django, channels, daphne, channels_redis, rest_framework, drf_spectacular, drf_spectacular_sidecar, whitenoise, dj_database_url, psycopg, redis, standardwebhooks, aiohttp'
 _booktime_target='.'
 if [ "${1:-}" = "test" ]; then
     _booktime_modules="$_booktime_modules, pytest, pytest_django, pytest_asyncio, pytest_timeout, httpx, websockets, playwright, hypothesis, schemathesis, psutil, ruff"

@@ -8,6 +8,10 @@ migrations included: the domain's tests may use the shared harness
 but not the transports. Imports inside functions count, and so do dynamic
 imports of a literal name (``importlib.import_module``, ``__import__``).
 Project-level modules (``booktime``) may be imported from anywhere.
+
+And nothing imports from a ``conftest.py``: pytest loads those itself (as
+other modules than an import would make), and what tests share lives in
+``tests/support``.
 """
 
 from __future__ import annotations
@@ -71,6 +75,22 @@ def test_an_app_imports_nothing_from_the_apps_that_build_on_it(app: str) -> None
         f"{app} must not import from {', '.join(FORBIDDEN[app])} "
         "(imports run frontend -> notifications -> orders):\n" + "\n".join(found)
     )
+
+
+def test_nothing_imports_from_a_conftest() -> None:
+    files = [
+        path
+        for path in sorted(ROOT.rglob("*.py"))
+        if not {".venv", "node_modules"} & set(path.relative_to(ROOT).parts)
+    ]
+    found = [
+        f"{path.relative_to(ROOT)}:{line}: imports {module}"
+        for path in files
+        for line, module in imported_modules(ast.parse(path.read_text(encoding="utf-8")))
+        if module.split(".")[-1] == "conftest"
+    ]
+    assert len(files) > 100
+    assert not found, "move what tests share to tests/support:\n" + "\n".join(found)
 
 
 def test_the_check_sees_every_form_of_import() -> None:

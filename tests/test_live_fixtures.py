@@ -42,7 +42,10 @@ def test_the_channel_layer_uses_this_runs_prefix_here_and_in_child_processes(
 ) -> None:
     assert channel_layer_prefix.startswith("bt-test-")
     assert settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] == channel_layer_prefix
-    assert settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] == [redis_url]
+    hosts = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"]
+    # Pointed at this run's Redis, keeping each host's options (timeouts).
+    assert [host["address"] for host in hosts] == [redis_url]
+    assert all(host["socket_connect_timeout"] == 2 for host in hosts)
     assert os.environ["CHANNEL_LAYER_PREFIX"] == channel_layer_prefix
     assert os.environ["REDIS_URL"] == redis_url
 

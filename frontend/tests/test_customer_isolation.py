@@ -65,7 +65,7 @@ def test_bobs_page_is_refused_alices_order_stream(
 ) -> None:
     order = make_order(alice, "paid")
     page = pages.open("/orders/", bob)
-    wrong_token = make_tracking_token(order.pk + 1000)
+    wrong_token = make_tracking_token(make_order(bob))  # a real link, to another order
 
     refused = page.evaluate(FOLLOW, [f"order:{order.pk}", transport, None])
     refused_with_wrong_token = page.evaluate(FOLLOW, [f"order:{order.pk}", transport, wrong_token])

@@ -113,17 +113,31 @@ def test_staff_may_open_any_order(alice: Any, staff_user: Any, make_order: Any) 
 def test_tracking_link_works_without_sign_in(alice: Any, make_order: Any) -> None:
     order = make_order(alice, "shipped")
     token = make_tracking_token(order)
-    response = client_for(None).get(f"/track/{token}/")
+    client = client_for(None)
+    # /track/#<token>: the page's script reads the fragment, which no request carries.
+    assert client.get("/track/").status_code == 200
+    exchange = client.post("/track/", HTTP_X_TRACKING_TOKEN=token)
+    assert exchange.status_code == 200
+    assert exchange.json() == {"url": f"/track/{order.pk}/"}
+    cookie = exchange.cookies[f"bt_track_{order.pk}"]
+    assert cookie.value == token and cookie["httponly"] and cookie["samesite"] == "Strict"
+    response = client.get(f"/track/{order.pk}/")
     assert response.status_code == 200
     assert order.reference in response.content.decode()
-    assert embedded(response, "bt-live")["token"] == token
+    assert embedded(response, "bt-live")["token"] is None  # the transports use the cookie
+    assert client.get(f"/track/{order.pk}/?format=json").json()["order"]["id"] == order.pk
 
 
 def test_a_tampered_tracking_link_is_refused(alice: Any, make_order: Any) -> None:
     order = make_order(alice)
     token = make_tracking_token(order)
-    assert client_for(None).get(f"/track/{token[:-2]}xx/").status_code == 404
-    assert client_for(None).get("/track/nonsense/").status_code == 404
+    client = client_for(None)
+    for bad in (f"{token[:-2]}xx", "nonsense", ""):
+        answer = client.post("/track/", HTTP_X_TRACKING_TOKEN=bad)
+        assert answer.status_code == 404
+        assert answer.json()["error"]["code"] == "not_found"
+    assert client.get(f"/track/{order.pk}/").status_code == 404
+    assert client.get(f"/track/{order.pk}/", HTTP_X_TRACKING_TOKEN=token).status_code == 200
 
 
 def test_staff_dashboard_is_for_staff_only(alice: Any, staff_user: Any, make_order: Any) -> None:

@@ -14,17 +14,17 @@ from django.conf import settings
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, serializers, status, viewsets
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from notifications.webhooks import deliveries
 from notifications.webhooks.models import DeliveryState, WebhookDelivery, WebhookEndpoint
 from notifications.webhooks.safety import UnsafeURL, validate_url
-from orders.api.permissions import DEFAULT_THROTTLES
+from orders.api.common import StrictPagination
+from orders.api.permissions import DEFAULT_THROTTLES, ThrottledTokenAuthentication
 from orders.api.serializers import ErrorSerializer
 from orders.models import EventType
 
@@ -168,9 +168,8 @@ class ReplayResultSerializer(serializers.Serializer):
     requeued = serializers.IntegerField(help_text="Existing deliveries put back in the queue.")
 
 
-class DeliveryPagination(PageNumberPagination):
+class DeliveryPagination(StrictPagination):
     page_size = 50
-    page_size_query_param = "page_size"
     max_page_size = 500
 
 
@@ -204,7 +203,7 @@ class WebhookEndpointViewSet(
 ):
     """Webhook endpoints (staff only). ``enabled: false`` disables one; ``true`` resumes it."""
 
-    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    authentication_classes = [ThrottledTokenAuthentication, SessionAuthentication]
     permission_classes = [IsStaffUser]
     throttle_classes = DEFAULT_THROTTLES
     serializer_class = WebhookEndpointSerializer

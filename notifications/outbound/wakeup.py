@@ -2,14 +2,19 @@
 
 Only a speed-up: workers also scan every ``WEBHOOKS_POLL_MS``, so nothing
 depends on Redis. The signal is sent fire-and-forget on the publisher's
-event loop, so a save never waits for (or fails because of) Redis.
+event loop, so a save never waits for (or fails because of) Redis; a process
+that exits right after committing (a management command, a script) waits
+briefly at exit for the signals it has not sent yet.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import concurrent.futures
 import contextlib
 import logging
+import threading
 from collections.abc import Callable
 
 from asgiref.sync import async_to_sync
@@ -20,6 +25,20 @@ logger = logging.getLogger(__name__)
 WAKE_GROUP = "outbound-wake"
 WAKE_MESSAGE = {"type": "outbound.wake"}
 REJOIN_SECONDS = 60  # group memberships expire in RedisChannelLayer (group_expiry 300 s)
+EXIT_WAIT_SECONDS = 1.0  # how long an exiting process waits for its unsent wake-ups
+
+_unsent: set[concurrent.futures.Future[None]] = set()
+_unsent_lock = threading.Lock()  # added here, removed on the publisher's thread
+
+
+@atexit.register
+def _send_before_exit() -> None:
+    """Give wake-ups still on their way the publisher loop's last moments (it is a
+    daemon thread: it stops with the process)."""
+    with _unsent_lock:
+        unsent = set(_unsent)
+    if unsent:
+        concurrent.futures.wait(unsent, timeout=EXIT_WAIT_SECONDS)
 
 
 def notify_workers() -> None:
@@ -36,9 +55,18 @@ def notify_workers() -> None:
         future = asyncio.run_coroutine_threadsafe(
             layer.group_send(WAKE_GROUP, WAKE_MESSAGE), _publisher_loop.loop()
         )
-        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        with _unsent_lock:
+            _unsent.add(future)
+        future.add_done_callback(_sent)
     except Exception:  # noqa: BLE001 - a lost wake-up only costs one poll interval
         logger.debug("could not send the worker wake-up", exc_info=True)
+
+
+def _sent(future: concurrent.futures.Future[None]) -> None:
+    with _unsent_lock:
+        _unsent.discard(future)
+    if not future.cancelled():
+        future.exception()  # retrieved: a lost wake-up only costs one poll interval
 
 
 async def listen(on_wake: Callable[[], None], stop: asyncio.Event) -> None:

@@ -11,6 +11,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import OperationalError
 
+import notifications.access as access
 import notifications.resume as resume
 from orders.actions import transition_order
 from tests.support.asgi import HttpStream, http_headers, ws_headers
@@ -30,10 +31,10 @@ def database_down(monkeypatch):
         raise OperationalError("could not connect to server: Connection refused")
 
     state = {"down": False}
-    real = {"read_backlog": resume.read_backlog, "authorize": resume.authorize}
-    for name, function in real.items():
+    for module, name in ((resume, "read_backlog"), (access, "authorize_principal")):
+        function = getattr(module, name)
         monkeypatch.setattr(
-            resume, name, lambda *a, _f=function, **k: fail() if state["down"] else _f(*a, **k)
+            module, name, lambda *a, _f=function, **k: fail() if state["down"] else _f(*a, **k)
         )
     return state
 

@@ -147,3 +147,25 @@ async def test_a_rest_api_token_opens_a_stream_and_a_bad_one_is_anonymous(alice,
     await ok.close()
     refused = await open_stream(None, f"stream=order:{alices_order.pk}", authorization="Token nope")
     assert refused.status == 401
+
+
+async def test_a_client_holding_too_many_streams_gets_429_until_one_ends(alice, settings):
+    """In one process (the in-memory layer) the cap counts locally; across
+    processes it is shared in Redis (tests/reliability/test_live_limits.py)."""
+    from notifications import slots
+
+    settings.SSE_MAX_PER_CLIENT = 2
+    held = [await open_stream(alice, "stream=mine") for _ in range(2)]
+    assert [stream.status for stream in held] == [200, 200]
+    refused = await open_stream(alice, "stream=mine")
+    assert refused.status == 429
+    assert refused.headers["content-type"] == "application/json"
+    error = (await refused.json())["error"]
+    assert error["code"] == "too_many_streams" and "2" in error["message"]
+    await refused.close()
+    await held[0].close()
+    again = await open_stream(alice, "stream=mine")
+    assert again.status == 200
+    for stream in (again, held[1]):
+        await stream.close()
+    assert not slots.local["sse"], dict(slots.local["sse"])

@@ -130,7 +130,7 @@ async def test_ping_answers_pong(alice, socket_factory):
 async def test_a_tracking_token_opens_one_order_to_an_anonymous_viewer(
     alices_order, socket_factory
 ):
-    token = make_tracking_token(alices_order)
+    token = await sync_to_async(make_tracking_token)(alices_order)
     ws = await socket_factory(await sync_to_async(ws_headers)(None))
     await ws.send_json_to(
         {"action": "subscribe", "stream": f"order:{alices_order.pk}", "token": token}
@@ -140,9 +140,22 @@ async def test_a_tracking_token_opens_one_order_to_an_anonymous_viewer(
     assert (await expect(ws, "event"))["event"]["order"]["status"] == "paid"
 
 
-async def test_a_tracking_token_in_the_url_works_too(alices_order, socket_factory):
-    token = make_tracking_token(alices_order)
+async def test_a_tracking_token_in_the_url_is_refused(alices_order, socket_factory):
+    """Access logs keep URLs: a token there is an error, and opens nothing."""
+    token = await sync_to_async(make_tracking_token)(alices_order)
     ws = await socket_factory(await sync_to_async(ws_headers)(None), f"/ws/live/?token={token}")
+    error = await expect(ws, "error")
+    assert error["code"] == "bad_token" and "URL" in error["message"]
+    await ws.send_json_to({"action": "subscribe", "stream": f"order:{alices_order.pk}"})
+    assert (await expect(ws, "error"))["code"] == "unauthenticated"
+
+
+async def test_the_tracking_pages_cookie_opens_its_order(alices_order, socket_factory):
+    token = await sync_to_async(make_tracking_token)(alices_order)
+    cookie = f"bt_track_{alices_order.pk}={token}"
+    ws = await socket_factory(
+        [*await sync_to_async(ws_headers)(None), (b"cookie", cookie.encode())]
+    )
     await ws.send_json_to({"action": "subscribe", "stream": f"order:{alices_order.pk}"})
     await expect(ws, "subscribed")
 

@@ -12,8 +12,11 @@ Claiming: ``claim_endpoints`` leases due endpoints in one short transaction
 for or take each other's endpoints; SQLite has one writer at a time). A lease
 that runs out (crashed worker) makes the endpoint claimable again.
 
-All functions here are synchronous ORM code; the worker calls them through
-``sync_to_async``.
+All functions here are synchronous database code; the worker calls them
+through ``sync_to_async``, about once per batch (``finish_batches``, which
+records the batches several endpoints finished in one transaction). The
+hot-path statements are SQL written out in ``queries`` (building them with
+the ORM cost more than running them); the rest is ORM.
 """
 
 from __future__ import annotations
@@ -24,14 +27,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Exists, F, Max, OuterRef, Q
+from django.db.models import Max
 from django.utils import timezone
 
+from notifications.webhooks import queries
 from notifications.webhooks.models import (
     RESPONSE_EXCERPT_BYTES,
     DeliveryState,
     WebhookDelivery,
     WebhookEndpoint,
+    wants,
 )
 from notifications.webhooks.schedule import gives_up, retry_delay
 from orders.models import OrderEvent, format_timestamp
@@ -65,11 +70,14 @@ class Attempt:
 
 @dataclass
 class Outgoing:
-    """One row to send: what the sender needs, read in one query."""
+    """One row to send: what the sender needs, and the row's record so far."""
 
     delivery_id: int
     event_id: int
     envelope: dict[str, Any] | None  # None: the event was pruned from the log
+    attempts: int = 0
+    first_attempt_at: datetime | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -77,6 +85,7 @@ class EndpointSnapshot:
     id: int
     url: str
     secrets: list[str] = field(default_factory=list)
+    first_batch: list[Outgoing] = field(default_factory=list)  # read with the claim
 
 
 # -- creating rows ------------------------------------------------------------------
@@ -84,86 +93,76 @@ class EndpointSnapshot:
 
 def create_rows_for_event(event: OrderEvent) -> int:
     """On commit of ``event``: one pending row per enabled endpoint that wants it."""
-    endpoints = WebhookEndpoint.objects.filter(enabled=True, start_after__lt=event.id)
     rows = [
-        WebhookDelivery(endpoint=endpoint, event_id=event.id, event_type=event.type)
-        for endpoint in endpoints.only("id", "event_types")
-        if endpoint.wants(event.type)
+        (endpoint_id, event.id, event.type)
+        for endpoint_id, event_types in queries.endpoints_wanting(event.id)
+        if wants(event_types, event.type)
     ]
-    if rows:
-        WebhookDelivery.objects.bulk_create(rows, ignore_conflicts=True)
+    queries.insert_rows(rows)
     return len(rows)
 
 
-def catch_up(endpoint_ids: list[int] | None = None) -> int:
-    """Create the rows missing since each enabled endpoint's ``rows_through``.
+def catch_up() -> int:
+    """Create the rows missing since each enabled endpoint's ``rows_through``; advance it.
 
     Event ids follow commit order, so once event M is visible every event
     below M is either visible too or never will be: ``rows_through`` may
-    safely move up to the newest id read.
+    safely move up to the newest id read. Endpoints at the same point (all of
+    them, usually) are handled together: one query finds the rows the
+    on-commit hook did not make (normally none), one update moves them on.
+    An endpoint far behind (a replay) moves ``CATCH_UP_BATCH`` ids per call,
+    in a group of its own, so it never holds the others back.
     """
-    latest = OrderEvent.objects.aggregate(m=Max("id"))["m"] or 0
-    endpoints = WebhookEndpoint.objects.filter(enabled=True, rows_through__lt=latest)
-    if endpoint_ids is not None:
-        endpoints = endpoints.filter(id__in=endpoint_ids)
+    latest = queries.newest_event_id()
+    groups: dict[int, dict[int, list[str]]] = {}
+    for endpoint_id, start, event_types in queries.endpoints_behind(latest):
+        groups.setdefault(start, {})[endpoint_id] = event_types
     created = 0
-    for endpoint in endpoints.only("id", "event_types", "rows_through", "start_after"):
-        start = max(endpoint.rows_through, endpoint.start_after)
-        events = list(
-            OrderEvent.objects.filter(id__gt=start, id__lte=latest)
-            .order_by("id")
-            .values_list("id", "type")[:CATCH_UP_BATCH]
-        )
-        through = events[-1][0] if len(events) == CATCH_UP_BATCH else latest
+    for start, wanted in groups.items():
+        through = min(latest, start + CATCH_UP_BATCH)
         rows = [
-            WebhookDelivery(endpoint_id=endpoint.id, event_id=event_id, event_type=event_type)
-            for event_id, event_type in events
-            if endpoint.wants(event_type)
+            row
+            for row in queries.missing_rows(list(wanted), start, through)
+            if wants(wanted[row[0]], row[2])
         ]
-        if rows:
-            WebhookDelivery.objects.bulk_create(rows, ignore_conflicts=True)
-            created += len(rows)
-        WebhookEndpoint.objects.filter(id=endpoint.id, rows_through__lt=through).update(
-            rows_through=through
-        )
+        queries.insert_rows(rows)
+        created += len(rows)
+        queries.advance_rows_through(list(wanted), through)
     return created
 
 
 # -- claiming -----------------------------------------------------------------------
 
 
-def due_endpoints(now: datetime) -> Any:
-    """Enabled, not leased, not backing off, with a sendable pending row."""
-    sendable = WebhookDelivery.objects.filter(
-        endpoint=OuterRef("pk"), state=DeliveryState.PENDING, event_id__lte=OuterRef("rows_through")
-    )
-    return (
-        WebhookEndpoint.objects.filter(enabled=True)
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-        .filter(Q(retry_at__isnull=True) | Q(retry_at__lte=now))
-        .filter(Exists(sendable))
-    )
-
-
 def claim_endpoints(limit: int, lease_seconds: float = LEASE_SECONDS) -> list[EndpointSnapshot]:
-    """Lease up to ``limit`` due endpoints to the caller, least recently served first."""
+    """Lease up to ``limit`` due endpoints to the caller, least recently served first.
+
+    Due: enabled, not leased, not backing off, with a sendable pending row
+    (``queries.due_endpoint_ids``). A plain read first: most scans find
+    nothing due and so take no lock (on SQLite, no write lock at all).
+    """
     if limit <= 0:
         return []
     now = timezone.now()
+    if not queries.due_endpoint_ids(now, limit, lock=False):
+        return []
     with transaction.atomic():
-        ids = list(
-            due_endpoints(now)
-            .select_for_update(skip_locked=True)
-            .order_by(F("lease_until").asc(nulls_first=True), "id")
-            .values_list("id", flat=True)[:limit]
-        )
+        ids = queries.due_endpoint_ids(now, limit, lock=True)
         if not ids:
             return []
-        WebhookEndpoint.objects.filter(id__in=ids).update(
-            lease_until=now + timedelta(seconds=lease_seconds)
-        )
+        queries.set_lease(ids, now + timedelta(seconds=lease_seconds))
         endpoints = list(WebhookEndpoint.objects.filter(id__in=ids))
     return [snapshot(endpoint, now) for endpoint in endpoints]
+
+
+def catch_up_and_claim(limit: int, batch: int) -> list[EndpointSnapshot]:
+    """A worker's scan in one trip to the database: ``catch_up``, ``claim_endpoints``,
+    and each claimed endpoint's first batch."""
+    catch_up()
+    endpoints = claim_endpoints(limit)
+    for endpoint in endpoints:
+        endpoint.first_batch = next_batch(endpoint.id, batch)
+    return endpoints
 
 
 def snapshot(endpoint: WebhookEndpoint, now: datetime) -> EndpointSnapshot:
@@ -179,33 +178,54 @@ def snapshot(endpoint: WebhookEndpoint, now: datetime) -> EndpointSnapshot:
 
 def release(endpoint_id: int) -> None:
     """Give the lease back (the time it ends records when the endpoint was last served)."""
-    WebhookEndpoint.objects.filter(id=endpoint_id).update(lease_until=timezone.now())
+    queries.update_endpoint(endpoint_id, {"lease_until": timezone.now()})
 
 
 def next_batch(endpoint_id: int, limit: int) -> list[Outgoing]:
-    """The endpoint's oldest sendable pending rows, in event id order (after a catch-up)."""
-    catch_up([endpoint_id])
-    endpoint = WebhookEndpoint.objects.filter(id=endpoint_id, enabled=True).first()
-    if endpoint is None:
-        return []
-    rows = list(
-        WebhookDelivery.objects.filter(
-            endpoint_id=endpoint_id,
-            state=DeliveryState.PENDING,
-            event_id__lte=endpoint.rows_through,
-        )
-        .order_by("event_id")
-        .values_list("id", "event_id")[:limit]
-    )
-    events = OrderEvent.objects.in_bulk([event_id for _, event_id in rows])
-    return [
-        Outgoing(
-            delivery_id,
-            event_id,
-            events[event_id].envelope() if event_id in events else None,
-        )
-        for delivery_id, event_id in rows
-    ]
+    """The endpoint's oldest sendable pending rows, in event id order (up to ``rows_through``)."""
+    batch = []
+    for row in queries.sendable_rows(endpoint_id, limit):
+        delivery_id, event_id, attempts, first_attempt_at, history, event_type, at, data = row
+        event = None
+        if event_type is not None:
+            event = OrderEvent(id=event_id, type=event_type, created_at=at, data=data)
+        envelope = event.envelope() if event is not None else None
+        batch.append(Outgoing(delivery_id, event_id, envelope, attempts, first_attempt_at, history))
+    return batch
+
+
+def finish_batches(
+    finished: list[tuple[int, list[tuple[Outgoing, Attempt]]]], limit: int
+) -> list[list[Outgoing]]:
+    """For each (endpoint id, successes) pair: record the successes and read the
+    endpoint's next batch, giving its lease back if there is none. One transaction
+    for all of them: the worker gathers the batches its jobs finish meanwhile.
+
+    A catch-up first (two small queries when nothing is behind), so a running job
+    finds events committed since the last scan by itself, wake-up or not (a
+    process that commits and exits at once may never send its wake-up).
+    """
+    catch_up()
+    batches: dict[int, list[Outgoing]] = {}
+    with transaction.atomic():
+        _mark_delivered([pair for _, sent in finished for pair in sent])
+        # Endpoint rows are locked in id order, as catch_up locks them.
+        for endpoint_id, sent in sorted(finished, key=lambda item: item[0]):
+            batches[endpoint_id] = next_batch(endpoint_id, limit)
+            _mark_healthy(endpoint_id, sent, release=not batches[endpoint_id])
+    return [batches[endpoint_id] for endpoint_id, _ in finished]
+
+
+def finish_with_failure(
+    endpoint_id: int, sent: list[tuple[Outgoing, Attempt]], out: Outgoing, attempt: Attempt
+) -> bool:
+    """Record a batch's successes, then the failure that ended it, and give the lease
+    back (one transaction); True if the endpoint got disabled."""
+    with transaction.atomic():
+        record_successes(endpoint_id, sent)
+        disabled = record_failure(endpoint_id, out, attempt)
+        release(endpoint_id)
+    return disabled
 
 
 # -- recording outcomes --------------------------------------------------------------
@@ -216,26 +236,61 @@ def _excerpt(text: str) -> str:
 
 
 def record_successes(endpoint_id: int, sent: list[tuple[Outgoing, Attempt]]) -> None:
-    """Mark rows delivered (one transaction) and the endpoint healthy."""
+    """Mark rows delivered and the endpoint healthy (one transaction)."""
     if not sent:
         return
     with transaction.atomic():
-        rows = WebhookDelivery.objects.in_bulk([out.delivery_id for out, _ in sent])
-        for out, attempt in sent:
-            row = rows.get(out.delivery_id)
-            if row is None:
-                continue
-            _apply(row, attempt)
-            row.state = DeliveryState.DELIVERED if out.envelope else DeliveryState.SKIPPED
-            row.delivered_at = attempt.at
-            row.next_attempt_at = None
-        WebhookDelivery.objects.bulk_update(list(rows.values()), UPDATE_FIELDS)
-        WebhookEndpoint.objects.filter(id=endpoint_id).update(
-            last_success_at=sent[-1][1].at,
-            consecutive_failures=0,
-            failing_since=None,
-            retry_at=None,
+        _mark_delivered(sent)
+        _mark_healthy(endpoint_id, sent, release=False)
+
+
+def _attempt_record(
+    attempts: int, first_attempt_at: datetime | None, history: list[Any], attempt: Attempt
+) -> dict[str, Any]:
+    """What one more attempt changes in its row (field name -> new value)."""
+    return {
+        "attempts": attempts + 1,
+        "first_attempt_at": first_attempt_at or attempt.at,
+        "last_attempt_at": attempt.at,
+        "last_status_code": attempt.status_code,
+        "last_latency_ms": attempt.latency_ms,
+        "last_error": attempt.error[:300],
+        "last_response": _excerpt(attempt.response),
+        "history": [*history, attempt.as_history()][-HISTORY_KEEP:],
+    }
+
+
+def _mark_delivered(sent: list[tuple[Outgoing, Attempt]]) -> None:
+    """One ``UPDATE`` statement run for every row, each row's new record computed from
+    the one read with its batch: only the lease holder writes a row's attempts."""
+    rows = [
+        (
+            out.delivery_id,
+            _attempt_record(out.attempts, out.first_attempt_at, out.history, attempt)
+            | {
+                "state": DeliveryState.DELIVERED if out.envelope else DeliveryState.SKIPPED,
+                "delivered_at": attempt.at,
+                "next_attempt_at": None,
+            },
         )
+        for out, attempt in sent
+    ]
+    if rows:
+        queries.update_rows(list(rows[0][1]), rows)
+
+
+def _mark_healthy(endpoint_id: int, sent: list[tuple[Outgoing, Attempt]], release: bool) -> None:
+    """After successes: a clean failure record; ``release``: the lease given back too."""
+    changes: dict[str, Any] = {"lease_until": timezone.now()} if release else {}
+    if sent:
+        changes |= {
+            "last_success_at": sent[-1][1].at,
+            "consecutive_failures": 0,
+            "failing_since": None,
+            "retry_at": None,
+        }
+    if changes:
+        queries.update_endpoint(endpoint_id, changes)
 
 
 def record_failure(endpoint_id: int, out: Outgoing, attempt: Attempt) -> bool:
@@ -268,38 +323,14 @@ def record_failure(endpoint_id: int, out: Outgoing, attempt: Attempt) -> bool:
             ]
         )
         row = WebhookDelivery.objects.get(id=out.delivery_id)
-        _apply(row, attempt)
-        row.next_attempt_at = retry_at
-        row.save(update_fields=UPDATE_FIELDS)
+        changes = _attempt_record(row.attempts, row.first_attempt_at, row.history, attempt)
+        changes["next_attempt_at"] = retry_at
+        for name, value in changes.items():
+            setattr(row, name, value)
+        row.save(update_fields=list(changes))
     if disabled:
         logger.warning("Webhook endpoint %s disabled: %s", endpoint_id, endpoint.disabled_reason)
     return disabled
-
-
-UPDATE_FIELDS = [
-    "state",
-    "attempts",
-    "first_attempt_at",
-    "last_attempt_at",
-    "delivered_at",
-    "next_attempt_at",
-    "last_status_code",
-    "last_latency_ms",
-    "last_error",
-    "last_response",
-    "history",
-]
-
-
-def _apply(row: WebhookDelivery, attempt: Attempt) -> None:
-    row.attempts += 1
-    row.first_attempt_at = row.first_attempt_at or attempt.at
-    row.last_attempt_at = attempt.at
-    row.last_status_code = attempt.status_code
-    row.last_latency_ms = attempt.latency_ms
-    row.last_error = attempt.error[:300]
-    row.last_response = _excerpt(attempt.response)
-    row.history = [*row.history, attempt.as_history()][-HISTORY_KEEP:]
 
 
 # -- staff actions ------------------------------------------------------------------

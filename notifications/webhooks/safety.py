@@ -4,9 +4,10 @@ A URL must be ``https://`` (``http://`` only with ``WEBHOOKS_ALLOW_HTTP``),
 carry no credentials, and its host must resolve only to public addresses:
 private, loopback, link-local, multicast, reserved and unspecified ones are
 refused unless ``WEBHOOKS_ALLOW_PRIVATE_NETWORKS`` is on. The check runs when
-an endpoint is saved and again before every connection, and the sender then
-connects to the very address it checked (no second lookup a DNS rebinding
-could change).
+an endpoint is saved and again for every connection the sender opens (its
+resolver, ``resolve_async``), which then connects to the very addresses it
+checked (no second lookup a DNS rebinding could change); a host written as an
+IP address is checked before every attempt (``check_literal``).
 """
 
 from __future__ import annotations
@@ -32,17 +33,6 @@ class Target:
     host: str  # as written in the URL (IPv6 without brackets)
     port: int
     path: str  # path and query, at least "/"
-
-    @property
-    def host_header(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        default = 443 if self.scheme == "https" else 80
-        return host if self.port == default else f"{host}:{self.port}"
-
-    def url_for(self, address: str) -> str:
-        """This URL with the host replaced by ``address`` (what the sender connects to)."""
-        shown = f"[{address}]" if ":" in address else address
-        return f"{self.scheme}://{shown}:{self.port}{self.path}"
 
 
 def parse_url(url: str) -> Target:
@@ -108,14 +98,24 @@ def resolve(target: Target) -> list[str]:
     return _checked(infos)
 
 
-async def resolve_async(target: Target) -> list[str]:
-    """Resolve and check, before each connection."""
+async def resolve_async(host: str, port: int) -> list[str]:
+    """Resolve and check ``host`` without blocking (the sender, for each new connection)."""
     loop = asyncio.get_running_loop()
     try:
-        infos = await loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
-        raise UnsafeURL(f"The host {target.host!r} does not resolve.") from None
+        raise UnsafeURL(f"The host {host!r} does not resolve.") from None
     return _checked(infos)
+
+
+def check_literal(target: Target) -> bool:
+    """If the URL's host is an IP address, check it; True if it was one (no lookup needed)."""
+    try:
+        address = ipaddress.ip_address(target.host.split("%", 1)[0])
+    except ValueError:
+        return False
+    check_address(address)
+    return True
 
 
 def validate_url(url: str) -> str:

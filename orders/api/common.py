@@ -1,5 +1,6 @@
 """What every REST endpoint shares: authentication, permissions and throttles
-(``ApiMixin``), the error responses in the schema, and ETag/304 for cheap polling.
+(``ApiMixin``), the error responses in the schema, pagination that refuses bad
+``page``/``page_size`` (``StrictPagination``), and ETag/304 for cheap polling.
 
 Used by the orders' endpoints here and by the event feed in ``notifications.api``.
 """
@@ -14,12 +15,18 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.utils.http import parse_etags
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import status
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from orders.api.permissions import DEFAULT_THROTTLES, TokenReadOnlyUnlessStaff
+from booktime.errors import ClientError
+from orders.api.permissions import (
+    DEFAULT_THROTTLES,
+    ThrottledTokenAuthentication,
+    TokenReadOnlyUnlessStaff,
+)
 from orders.api.serializers import ErrorSerializer
 
 
@@ -36,12 +43,25 @@ class ApiMixin:
 
     Token first: an anonymous caller then gets 401 with ``WWW-Authenticate:
     Token`` (DRF answers 403 when the first authenticator offers no challenge).
-    Session authentication enforces CSRF for unsafe methods.
+    Session authentication enforces CSRF for unsafe methods. Unknown tokens
+    count against the client address (``ThrottledTokenAuthentication``).
+    Throttles run before permissions, so a refused caller (an anonymous 401,
+    a 403) spends its budget too.
     """
 
-    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    authentication_classes = [ThrottledTokenAuthentication, SessionAuthentication]
     permission_classes = [IsAuthenticated, TokenReadOnlyUnlessStaff]
     throttle_classes = DEFAULT_THROTTLES
+    throttles_checked = False
+
+    def check_permissions(self, request: Request) -> None:
+        self.check_throttles(request)
+        self.throttles_checked = True
+        super().check_permissions(request)  # type: ignore[misc]
+
+    def check_throttles(self, request: Request) -> None:
+        if not self.throttles_checked:  # DRF calls it again after the permissions
+            super().check_throttles(request)  # type: ignore[misc]
 
 
 # --- ETag / 304 ---------------------------------------------------------------
@@ -75,3 +95,51 @@ def conditional_response(request: Request, data: Any, etag: str) -> Response:
 
 
 NOT_MODIFIED = OpenApiResponse(description="Not modified (If-None-Match matched the ETag).")
+
+
+# --- pagination ---------------------------------------------------------------
+
+
+class StrictPagination(PageNumberPagination):
+    """Page-number pagination that refuses what DRF would ignore or guess at.
+
+    ``page`` and ``page_size`` must be positive integers (``page`` may also be
+    ``last``), ``page_size`` at most ``max_page_size``: anything else is 400
+    ``invalid`` naming the parameter (DRF silently falls back to the default
+    size, and answers ``page=abc`` with a 404). A page past the last is still
+    404. Repeated parameters are refused before this (``booktime.limits``).
+    """
+
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+    max_page_digits = 18
+
+    def get_page_size(self, request: Request) -> int:
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        return self.positive_int(raw, self.page_size_query_param, self.max_page_size)
+
+    def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> Any:
+        raw = request.query_params.get(self.page_query_param)
+        if raw is not None and raw not in self.last_page_strings:
+            self.positive_int(raw, self.page_query_param, 10**self.max_page_digits - 1)
+        return super().paginate_queryset(queryset, request, view)
+
+    @staticmethod
+    def positive_int(raw: str, name: str, maximum: int) -> int:
+        """``raw`` as an integer from 1 to ``maximum``, else ``ClientError("invalid")``."""
+        digits = len(str(maximum))
+        if raw.isascii() and raw.isdigit() and len(raw) <= digits and 1 <= int(raw) <= maximum:
+            return int(raw)
+        raise ClientError("invalid", f"{name} must be an integer from 1 to {maximum}", field=name)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update(minimum=1, maximum=self.max_page_size)
+            elif parameter["name"] == self.page_query_param:
+                parameter["schema"].update(minimum=1)
+        return parameters

@@ -5,7 +5,8 @@ Every error under ``api/`` (the orders' endpoints and the event feed) answers
 Covered: any ``ClientError`` (the domain's ``InvalidTransition`` and
 ``OrderError``, cursor and stream errors), a database that is briefly
 unavailable (``unavailable``, 503, ``Retry-After: 2``, as on the streams),
-and DRF's own exceptions, whose codes are mapped onto the vocabulary
+a body Django refuses while reading it (413 ``too_large``, 400
+``parse_error``: ``orders.api.parsers.refused_request``), and DRF's own exceptions, whose codes are mapped onto the vocabulary
 (``not_authenticated``/``authentication_failed`` -> ``unauthenticated``,
 ``permission_denied`` -> ``forbidden``). Validation errors have code
 ``invalid`` and name each bad input in ``fields``
@@ -19,12 +20,14 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import SuspiciousOperation
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from booktime.errors import OUTAGE_ERRORS, ClientError, Unavailable, error_body
+from orders.api.parsers import refused_request
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +82,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if isinstance(exc, OUTAGE_ERRORS):
         logger.warning("Database unavailable: %s: %s", type(exc).__name__, exc)
         return client_error_response(Unavailable())
+    if isinstance(exc, SuspiciousOperation):  # a body too big, too many fields: the client's
+        return client_error_response(refused_request(exc))
 
     # What DRF's own handler does, done here too so the reshaping below sees it.
     if isinstance(exc, Http404):

@@ -141,6 +141,16 @@ class OrderDetailSerializer(OrderSerializer):
         return make_tracking_token(order)
 
 
+class TrackingLinkSerializer(serializers.Serializer):
+    """A new tracking link: every earlier one has stopped working."""
+
+    token = serializers.CharField(help_text="Send as the X-Tracking-Token header.")
+    url = serializers.CharField(
+        help_text="The page to share: /track/#<token> (the token is in the fragment, "
+        "which browsers never send to a server)."
+    )
+
+
 class OrderLineRequestSerializer(serializers.Serializer):
     product = serializers.IntegerField(min_value=1, max_value=MAX_ID)
     quantity = serializers.IntegerField(min_value=MIN_QUANTITY, max_value=MAX_QUANTITY)

@@ -13,15 +13,16 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import generics, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from orders.actions import LineRequest, place_order, transition_order
+from orders.access import make_tracking_token, tracking_path
+from orders.actions import LineRequest, place_order, revoke_tracking_links, transition_order
 from orders.api.common import (
     COMMON_ERRORS,
     NOT_MODIFIED,
     ApiMixin,
+    StrictPagination,
     conditional_response,
     errors,
     weak_etag,
@@ -33,6 +34,7 @@ from orders.api.serializers import (
     OrderListQuerySerializer,
     OrderSerializer,
     ProductSerializer,
+    TrackingLinkSerializer,
     TransitionSerializer,
 )
 from orders.models import Order, Product
@@ -42,9 +44,8 @@ from orders.status import InvalidTransition
 ID_PATTERN = r"[0-9]{1,18}"
 
 
-class OrderPagination(PageNumberPagination):
+class OrderPagination(StrictPagination):
     page_size = 50
-    page_size_query_param = "page_size"
     max_page_size = 200
 
 
@@ -106,10 +107,17 @@ class OrderViewSet(ApiMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
     )
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """One order with its lines and events. Send If-None-Match to poll cheaply."""
-        data = OrderDetailSerializer(self.get_object()).data
-        # The tracking token is re-signed on every call; leave it out of the
-        # validator so the ETag changes only when the order does.
-        etag = weak_etag({k: v for k, v in data.items() if k != "tracking_token"})
+        # The tracking token is re-signed on every call: the validator covers
+        # the version it is bound to instead, so the ETag changes when the
+        # order does or its links are revoked.
+        order = self.get_object()
+        data = OrderDetailSerializer(order).data
+        etag = weak_etag(
+            {
+                **{k: v for k, v in data.items() if k != "tracking_token"},
+                "tracking_version": order.tracking_version,
+            }
+        )
         return conditional_response(request, data, etag)
 
     @extend_schema(
@@ -153,3 +161,34 @@ class OrderViewSet(ApiMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
             order.pk, requested, actor=request.user, note=payload.validated_data["note"]
         )
         return Response(OrderDetailSerializer(self.get_queryset().get(pk=order.pk)).data)
+
+    @extend_schema(
+        tags=["orders"],
+        methods=["POST"],
+        request=None,
+        responses={200: TrackingLinkSerializer, **errors(404, *COMMON_ERRORS)},
+        summary="Rotate the order's tracking link",
+    )
+    @extend_schema(
+        tags=["orders"],
+        methods=["DELETE"],
+        request=None,
+        responses={204: None, **errors(404, *COMMON_ERRORS)},
+        summary="Revoke the order's tracking links",
+    )
+    @action(detail=True, methods=["post", "delete"], url_path="tracking-link")
+    def tracking_link(self, request: Request, pk: str | None = None) -> Response:
+        """The order's customer or staff: end every tracking link of the order.
+
+        POST (rotate) answers with a new link; DELETE (revoke) shows none.
+        Others' orders are 404; a customer's read-only API token gets 403.
+        """
+        order = revoke_tracking_links(self.get_object())  # 404 first, as elsewhere
+        if request.method == "DELETE":
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        token = make_tracking_token(order)
+        return Response(
+            TrackingLinkSerializer(
+                {"token": token, "url": request.build_absolute_uri(tracking_path(token))}
+            ).data
+        )

@@ -5,12 +5,16 @@
   the limit (1 MiB) is refused the same way, without closing the socket.
 - Long-poll: one user holding LONGPOLL_MAX_PER_CLIENT polls gets 429 with the
   JSON error on the next; the slot comes back when a poll's client goes.
+- SSE: one user holding SSE_MAX_PER_CLIENT streams over two daphne processes
+  gets 429 on the next, from either (the count is shared in Redis); a slot
+  comes back when its stream ends, or expires when its process dies.
 - REST: a user over their rate gets 429, the JSON error and ``Retry-After``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -115,3 +119,54 @@ async def test_a_rest_client_over_its_rate_gets_429_with_retry_after(
     assert answer.headers["content-type"] == "application/json"
     assert answer.json()["error"]["code"] == "throttled"
     assert 0 < int(answer.headers["retry-after"]) <= 60
+
+
+async def test_sse_streams_are_capped_per_user_across_processes(
+    start_daphne: Any, alice: Any, login_cookies: Any
+) -> None:
+    cookies = await sync_to_async(login_cookies)(alice)
+    env = {"SSE_MAX_PER_CLIENT": "2", "STREAM_HEARTBEAT_SECONDS": "1"}
+    first, second = start_daphne("sse-a", **env), start_daphne("sse-b", **env)
+    url = "/events/stream/?stream=mine"
+    async with (
+        httpx.AsyncClient(base_url=first.url, cookies=cookies, timeout=20) as on_first,
+        httpx.AsyncClient(base_url=second.url, cookies=cookies, timeout=20) as on_second,
+        on_first.stream("GET", url) as held_on_first,
+    ):
+        assert held_on_first.status_code == 200
+        async with on_second.stream("GET", url) as held_on_second:
+            assert held_on_second.status_code == 200
+            for client in (on_first, on_second):
+                answer = await client.get(url)
+                assert answer.status_code == 429
+                assert answer.headers["content-type"] == "application/json"
+                error = answer.json()["error"]
+                assert error["code"] == "too_many_streams" and "2" in error["message"]
+
+        # That stream ended: its slot comes back (for either process), as soon
+        # as the server has seen the client go.
+        async def hold(client: httpx.AsyncClient) -> httpx.Response | None:
+            response = await client.send(client.build_request("GET", url), stream=True)
+            if response.status_code == 200:
+                return response
+            await response.aclose()
+            return None
+
+        probe = await async_wait_until(
+            lambda: hold(on_first), timeout=10, message="a freed SSE slot"
+        )
+        await probe.aclose()
+
+        # A process that dies holding a slot frees it when the slot expires
+        # (two heartbeats + 5 s) without its stream being given back.
+        orphaned = await async_wait_until(
+            lambda: hold(on_second), timeout=10, message="the probe's slot back"
+        )
+        assert (await on_first.get(url)).status_code == 429
+        second.kill()
+        probe = await async_wait_until(
+            lambda: hold(on_first), timeout=20, message="the dead process's slot expiring"
+        )
+        await probe.aclose()
+        with contextlib.suppress(httpx.HTTPError):
+            await orphaned.aclose()

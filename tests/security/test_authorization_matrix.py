@@ -2,7 +2,10 @@
 
 Principals: anonymous, customer A (Alice), customer B (Bob), staff, the holder
 of A's tracking link, a tampered link (A's signature on B's order id), an
-expired link, Alice's API token (read-only customer) and a staff API token.
+expired link, a revoked link (A's, before its links were revoked), Alice's
+API token (read-only customer) and a staff API token. Tracking links travel
+as they do from the tracking page: in the WebSocket subscribe frame and the
+``X-Tracking-Token`` header, never in a URL.
 Streams: A's order, B's order, an order id that does not exist, ``mine`` and
 ``staff``. Each combination is tried over WebSocket, SSE and long-poll
 through the real ASGI app (routing, session and token middleware), and over
@@ -25,7 +28,8 @@ import pytest
 from django.conf import settings
 from django.core import signing
 
-from orders.access import TRACKING_SALT, make_tracking_token
+from orders.access import make_tracking_token, tracking_signer
+from orders.actions import revoke_tracking_links
 from tests.support.asgi import ORIGIN, http_get, session_cookie, ws_answer, ws_open
 from tests.support.live import ws_connect, ws_recv, ws_send
 
@@ -44,6 +48,7 @@ MATRIX = {
     "tracking_link_a": (OK, FORBIDDEN, FORBIDDEN, UNAUTH, UNAUTH),
     "tampered_link": (FORBIDDEN, FORBIDDEN, FORBIDDEN, UNAUTH, UNAUTH),
     "expired_link": (FORBIDDEN, FORBIDDEN, FORBIDDEN, UNAUTH, UNAUTH),
+    "revoked_link": (FORBIDDEN, FORBIDDEN, FORBIDDEN, UNAUTH, UNAUTH),
     "api_token_a": (OK, FORBIDDEN, FORBIDDEN, OK, FORBIDDEN),
     "api_token_staff": (OK, OK, OK, OK, OK),
 }
@@ -54,7 +59,7 @@ HTTP_STATUS = {OK: 200, UNAUTH: 401, FORBIDDEN: 403}
 class Principal:
     name: str
     headers: list[tuple[bytes, bytes]]  # cookie / Authorization
-    token: str | None  # tracking token, passed as ``token``
+    token: str | None  # tracking token: subscribe frame's ``token`` / ``X-Tracking-Token``
     visible_orders: set[int] | None  # None: every order
 
 
@@ -79,26 +84,30 @@ class World:
         return out
 
 
-def expired_token(order_id: int) -> str:
-    """A tracking token signed longer ago than TRACKING_TOKEN_MAX_AGE."""
+def expired_token(order: Any) -> str:
+    """A tracking token for ``order`` signed longer ago than TRACKING_TOKEN_MAX_AGE."""
+    real = tracking_signer(order.customer_id)
 
     class OldSigner(signing.TimestampSigner):
         def timestamp(self) -> str:
             return signing.b62_encode(int(time.time()) - settings.TRACKING_TOKEN_MAX_AGE - 60)
 
-    token = OldSigner(salt=TRACKING_SALT).sign_object({"o": order_id}, compress=False)
+    payload = {"o": order.pk, "v": order.tracking_version}
+    token = OldSigner(salt=real.salt).sign_object(payload, compress=False)
     # Genuine apart from its age: without max_age it verifies.
-    assert signing.loads(token, salt=TRACKING_SALT) == {"o": order_id}
+    assert real.unsign_object(token) == payload
     return token
 
 
 def tampered_token(real_token: str, order_id: int) -> str:
     """``real_token``'s timestamp and signature on another order id."""
     _, timestamp, signature = real_token.split(":")
-    payload = signing.b64_encode(json.dumps({"o": order_id}, separators=(",", ":")).encode())
+    payload = signing.b64_encode(
+        json.dumps({"o": order_id, "v": 1}, separators=(",", ":")).encode()
+    )
     token = f"{payload.decode()}:{timestamp}:{signature}"
     with pytest.raises(signing.BadSignature):
-        signing.loads(token, salt=TRACKING_SALT)
+        tracking_signer(0).unsign_object(token)
     return token
 
 
@@ -107,6 +116,8 @@ def world(alice: Any, bob: Any, staff_user: Any, make_order: Any) -> World:
     from rest_framework.authtoken.models import Token
 
     a, b = make_order(alice, "paid"), make_order(bob, "shipped")
+    revoked_link = make_tracking_token(a)
+    a = revoke_tracking_links(a)
     link_a = make_tracking_token(a)
 
     def cookie(user: Any) -> list[tuple[bytes, bytes]]:
@@ -122,7 +133,8 @@ def world(alice: Any, bob: Any, staff_user: Any, make_order: Any) -> World:
         Principal("staff", cookie(staff_user), None, None),
         Principal("tracking_link_a", [], link_a, {a.pk}),
         Principal("tampered_link", [], tampered_token(link_a, b.pk), set()),
-        Principal("expired_link", [], expired_token(a.pk), set()),
+        Principal("expired_link", [], expired_token(a), set()),
+        Principal("revoked_link", [], revoked_link, set()),
         Principal("api_token_a", api_token(alice), None, {a.pk}),
         Principal("api_token_staff", api_token(staff_user), None, None),
     ]
@@ -158,9 +170,10 @@ async def via_websocket(principal: Principal, stream: str) -> Outcome:
 
 async def via_http(path: str, principal: Principal, stream: str, **extra: str) -> Outcome:
     params = {"stream": stream, "after": "0", **extra}
+    headers = list(principal.headers)
     if principal.token is not None:
-        params["token"] = principal.token
-    answer = await http_get(path, urlencode(params).encode(), principal.headers)
+        headers.append((b"x-tracking-token", principal.token.encode()))
+    answer = await http_get(path, urlencode(params).encode(), headers)
     if answer.status == 200:
         events = answer.json()["events"] if path == "/events/poll/" else []
         return Outcome(OK, "", events)
@@ -225,15 +238,17 @@ REST_MATRIX = {
     "tracking_link_a": (401, 401, 401, 401, 401, 401),
     "tampered_link": (401, 401, 401, 401, 401, 401),
     "expired_link": (401, 401, 401, 401, 401, 401),
+    "revoked_link": (401, 401, 401, 401, 401, 401),
     "api_token_a": (200, 404, 404, 200, 403, 403),
     "api_token_staff": (200, 200, 404, 200, 200, 200),
 }
 
 
 async def rest_get(principal: Principal, path: str, params: dict[str, str]) -> Any:
-    if principal.token is not None:
-        params = {**params, "token": principal.token}  # ignored: not a REST credential
-    return await http_get(path, urlencode(params).encode(), principal.headers)
+    headers = list(principal.headers)
+    if principal.token is not None:  # ignored: not a REST credential
+        headers.append((b"x-tracking-token", principal.token.encode()))
+    return await http_get(path, urlencode(params).encode(), headers)
 
 
 @pytest.mark.usefixtures("memory_layer")

@@ -4,8 +4,13 @@ Through the real ASGI app (routing, session and token middleware): whatever
 the query string, ``Last-Event-ID``, cookie or ``Authorization`` header, the
 answer is 200 (a stream, a poll answer, or a poll still waiting) or
 400/401/403/429 with the JSON error body, never a 5xx or a crash; no event is
-written, nothing is logged as an error, no long-poll slot is leaked, and a
-200 never carries another customer's order.
+written, nothing is logged as an error or with a traceback, no long-poll or
+SSE slot is leaked, and a 200 never carries another customer's order.
+
+Besides random values, ``adversarial_requests`` draws what hurts servers:
+parameters given twice, numbers of 5,000 digits (Python's ``int()`` refuses
+them) or ``1e400``, non-ASCII digits, NUL, invalid UTF-8 and lone surrogates,
+right-to-left marks, 8 KB values, and headers that are huge, odd or repeated.
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ from urllib.parse import urlencode
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.core.cache import cache
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from notifications import slots
 from notifications.longpoll import open_polls
 from orders.access import make_tracking_token
 from orders.models import OrderEvent
@@ -93,6 +100,7 @@ def requests(world: dict[str, Any]) -> st.SearchStrategy[tuple[bytes, list[tuple
             b"last-event-id": st.integers(0, 10**6).map(str),
             b"cookie": st.sampled_from([world["cookie"], "sessionid=nope"]),
             b"authorization": st.sampled_from([f"Token {world['api_token']}", "Token nope"]),
+            b"x-tracking-token": st.sampled_from([world["tracking"], "nope"]),
         },
     )
     noise = st.fixed_dictionaries(
@@ -110,9 +118,63 @@ def requests(world: dict[str, Any]) -> st.SearchStrategy[tuple[bytes, list[tuple
     return st.tuples(query, headers)
 
 
-async def check(path: str, data: Any, world: dict[str, Any], caplog: Any) -> None:
+# Query values built to hurt, as raw (already percent-encoded) query text.
+HOSTILE_VALUES = [
+    "9" * 5000,  # int() refuses over 4,300 digits
+    "9" * 20,
+    "1e400",
+    "-1",
+    "-0",
+    "%EF%BC%90",  # a full-width zero: isdigit(), not ASCII
+    "%D9%A3",  # an Arabic-Indic three
+    "%00",
+    "order:1%00",
+    "%ED%A0%80",  # a lone surrogate, UTF-8 encoded (invalid UTF-8)
+    "%C0%80",  # an overlong NUL
+    "%FF%FE",
+    "%E2%80%AEmine",  # right-to-left override
+    "x" * 8000,
+    "order:" + "1" * 5000,
+    "",
+]
+
+
+def adversarial_requests(
+    world: dict[str, Any],
+) -> st.SearchStrategy[tuple[bytes, list[tuple[bytes, bytes]]]]:
+    """Query strings with repeated, huge and odd parameters; headers likewise."""
+    alices = world["alices"].pk
+    names = st.sampled_from(["stream", "after", "timeout", "token", "junk"])
+    values = st.sampled_from(HOSTILE_VALUES) | st.sampled_from(["mine", f"order:{alices}", "0"])
+    pairs = st.lists(st.tuples(names, values), max_size=6)
+    # Often a stream Alice may read first, so the rest reaches deeper code.
+    lead = st.sampled_from([[], [("stream", f"order:{alices}")], [("stream", "mine")]])
+    query = st.builds(lambda a, b: "&".join(f"{k}={v}" for k, v in a + b).encode(), lead, pairs)
+    header_values = st.sampled_from(
+        ["9" * 5000, "1e400", "-1", " 1", "1 ", "\xff\xfe", "0" * 30, "x" * 6000]
+    )
+    header_names = st.sampled_from([b"last-event-id", b"authorization", b"cookie"])
+
+    def header(name: bytes, value: str) -> tuple[bytes, bytes]:
+        prefix = "Token " if name == b"authorization" else ""
+        return name, (prefix + value).encode("latin-1")
+
+    # A list, so a header may come twice (two Last-Event-IDs).
+    headers = st.lists(st.builds(header, header_names, header_values), max_size=4)
+    signed_in = st.booleans().map(
+        lambda yes: [(b"cookie", world["cookie"].encode())] if yes else []
+    )
+    return st.tuples(query, st.builds(lambda a, b: a + b, signed_in, headers))
+
+
+async def check(
+    path: str, request: tuple[bytes, list[tuple[bytes, bytes]]], world: dict[str, Any], caplog: Any
+) -> None:
     caplog.set_level(logging.ERROR)
-    query, headers = data.draw(requests(world), label="request")
+    query, headers = request
+    # Each example on fresh throttle counters: failed tokens of earlier
+    # examples would otherwise turn most answers into 429s.
+    await sync_to_async(cache.clear)()
     before = await sync_to_async(OrderEvent.objects.count)()
     answer = await http_get(path, query, headers, hold=0.2)
     event(f"status {answer.status}")
@@ -136,8 +198,9 @@ async def check(path: str, data: Any, world: dict[str, Any], caplog: Any) -> Non
         # Every credential in play is Alice's (session, API token, tracking link).
         assert {e["order"]["id"] for e in events} <= {world["alices"].pk}
     assert await sync_to_async(OrderEvent.objects.count)() == before
-    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert not open_polls, f"long-poll slots leaked: {dict(open_polls)}"
+    assert not slots.local["sse"], f"SSE slots leaked: {dict(slots.local['sse'])}"
 
 
 @FUZZ
@@ -145,7 +208,7 @@ async def check(path: str, data: Any, world: dict[str, Any], caplog: Any) -> Non
 async def test_any_sse_request_gets_a_stream_or_a_json_error(
     data: Any, world: dict[str, Any], caplog: Any
 ) -> None:
-    await check("/events/stream/", data, world, caplog)
+    await check("/events/stream/", data.draw(requests(world), label="request"), world, caplog)
 
 
 @FUZZ
@@ -153,4 +216,29 @@ async def test_any_sse_request_gets_a_stream_or_a_json_error(
 async def test_any_long_poll_request_gets_an_answer_or_a_json_error(
     data: Any, world: dict[str, Any], caplog: Any
 ) -> None:
-    await check("/events/poll/", data, world, caplog)
+    await check("/events/poll/", data.draw(requests(world), label="request"), world, caplog)
+
+
+ADVERSARIAL = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@ADVERSARIAL
+@given(data=st.data())
+async def test_an_adversarial_sse_request_gets_a_stream_or_a_json_error(
+    data: Any, world: dict[str, Any], caplog: Any
+) -> None:
+    request = data.draw(adversarial_requests(world), label="request")
+    await check("/events/stream/", request, world, caplog)
+
+
+@ADVERSARIAL
+@given(data=st.data())
+async def test_an_adversarial_long_poll_request_gets_an_answer_or_a_json_error(
+    data: Any, world: dict[str, Any], caplog: Any
+) -> None:
+    request = data.draw(adversarial_requests(world), label="request")
+    await check("/events/poll/", request, world, caplog)

@@ -5,7 +5,13 @@ random text, random bytes, oversized frames — gets exactly one answer
 (``error``, ``subscribed``, ``unsubscribed`` or ``pong``, possibly followed by
 backfilled ``event``/``reset`` frames of a stream the user may read), the
 socket stays open, nothing is written to the event log and nothing is logged
-as an error.
+as an error or with a traceback.
+
+Random values rarely hit what hurts a server, so a second test draws only
+adversarial frames (``adversarial_frames``): nesting up to thousands deep
+(balanced or not, bare or inside a subscribe), numbers far too long or out of
+range (``1e400``, 10**5000), ``NaN``, long strings and odd ones (NUL, lone
+surrogates, right-to-left marks), keys given twice.
 """
 
 from __future__ import annotations
@@ -78,6 +84,56 @@ def frames(order_ids: list[int]) -> st.SearchStrategy[str | bytes]:
     )
 
 
+def nested(depth: int, kind: str) -> str:
+    """JSON text nested ``depth`` deep: arrays, objects, or unclosed arrays."""
+    if kind == "array":
+        return "[" * depth + "]" * depth
+    if kind == "object":
+        return '{"a":' * depth + "1" + "}" * depth
+    return "[" * depth
+
+
+def adversarial_frames(order_ids: list[int]) -> st.SearchStrategy[str]:
+    """Frames built to hurt: depth, number size, string content, repeated keys."""
+    depths = st.integers(1, 20) | st.integers(20, 40) | st.integers(900, 20_000)
+    deep = st.builds(nested, depths, st.sampled_from(["array", "object", "open"]))
+    huge_numbers = st.sampled_from(
+        ["1e400", "-1e400", "1e-400", "NaN", "Infinity", "-0", "9" * 5000, "9" * 40, "9" * 41]
+        + [str(2**63), str(-(2**63)), "1" + "0" * 4300, "0." + "0" * 5000 + "1"]
+    ) | st.integers(1, 60_000).map(lambda n: "7" * n)
+    odd_strings = st.sampled_from(
+        [
+            '"\\u0000"',
+            '"\\ud800"',
+            '"\\udfff\\ud800"',
+            '"\\ud83d\\ude00"',
+            '"order:1\\u0000"',
+            '"\\u202eorder:1"',
+            '"order:\\u0661"',
+            '"\\\\ud800"',
+            '"' + "x" * 60_000 + '"',
+            '"' + "\\u00e9" * 9000 + '"',
+        ]
+    )
+    streams = st.sampled_from(["mine", "staff"] + [f"order:{pk}" for pk in order_ids]).map(
+        json.dumps
+    )
+    values = deep | huge_numbers | odd_strings | streams
+    field = st.sampled_from(["stream", "after", "token", "action", "extra"])
+    protocol = st.builds(
+        lambda action, name, value: f'{{"action":{action},"{name}":{value}}}',
+        st.sampled_from(['"subscribe"', '"unsubscribe"', '"ping"']),
+        field,
+        values,
+    )
+    repeated = st.builds(
+        lambda a, b: f'{{"action":"ping","action":{a},"stream":{b},"stream":{b}}}',
+        st.sampled_from(['"subscribe"', '"ping"']),
+        streams,
+    )
+    return (protocol | deep | repeated | values).filter(lambda f: len(f) <= 70_000)
+
+
 @pytest.fixture
 def orders(alice: Any, bob: Any, make_order: Any) -> list[Any]:
     """Alice's order (she may read it) and Bob's (she may not)."""
@@ -93,9 +149,28 @@ def orders(alice: Any, bob: Any, make_order: Any) -> list[Any]:
 async def test_any_frame_gets_one_answer_and_the_socket_stays_open(
     data: Any, alice: Any, orders: list[Any], caplog: Any
 ) -> None:
-    caplog.set_level(logging.ERROR)
     alices, bobs = orders
     frame = data.draw(frames([alices.pk, bobs.pk]), label="frame")
+    await check_frame(frame, alice, orders, caplog)
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+async def test_an_adversarial_frame_gets_one_answer_and_the_socket_stays_open(
+    data: Any, alice: Any, orders: list[Any], caplog: Any
+) -> None:
+    alices, bobs = orders
+    frame = data.draw(adversarial_frames([alices.pk, bobs.pk]), label="frame")
+    await check_frame(frame, alice, orders, caplog)
+
+
+async def check_frame(frame: str | bytes, alice: Any, orders: list[Any], caplog: Any) -> None:
+    caplog.set_level(logging.ERROR)
+    alices, _ = orders
     before = await sync_to_async(OrderEvent.objects.count)()
     cookie = await sync_to_async(session_cookie)(alice)
     ws, accepted, _ = await ws_open([(b"origin", ORIGIN), (b"cookie", cookie.encode())])
@@ -130,4 +205,4 @@ async def test_any_frame_gets_one_answer_and_the_socket_stays_open(
     finally:
         await ws.disconnect()
     assert await sync_to_async(OrderEvent.objects.count)() == before
-    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]

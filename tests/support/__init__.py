@@ -5,6 +5,8 @@
 - ``live``: clients for live daphne servers (WebSocket, a resuming follower, ...).
 - ``sse``: the one server-sent-events parser (tests and the bench's clients).
 - ``api``: REST API clients acting as each principal, and the error-shape check.
+- ``webhooks``: webhook endpoints for tests, waiting for deliveries, the tests' retry settings.
 
-Server processes (daphne, redis-server) are ``devtools``'.
+Server and worker processes (daphne, redis-server, webhook receivers, ``manage.py``
+workers) are ``devtools``'.
 """

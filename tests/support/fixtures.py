@@ -23,7 +23,9 @@ Fixtures, by what a test needs:
   ``api_as`` (a REST API client acting as a user, by session or token);
 - servers: ``daphne_server`` (one shared daphne, transactional DB),
   ``start_daphne`` (private daphne processes, e.g. two for scale-out, or one to
-  kill), ``private_redis`` (a redis-server the test may stop or restart),
+  kill), ``start_worker`` (a ``manage.py`` worker: ``start_publisher`` for
+  ``publish_pending``; the webhook tests' ``start_deliver``), ``private_redis``
+  (a redis-server the test may stop or restart),
   ``layer_on_private_redis`` (the same, with this process's layer on it),
   ``redis_url``, ``channel_layer_prefix``, ``test_database_url``.
 
@@ -39,7 +41,6 @@ import contextlib
 import functools
 import os
 import secrets
-import sys
 from collections import deque
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -48,7 +49,7 @@ from typing import Any
 import pytest
 
 from devtools.daphne import DaphneServer, database_url_for
-from devtools.processes import ChildProcess
+from devtools.processes import ManageCommand
 from devtools.redis_server import DiscoveredRedis, RedisServer, discover_redis, redacted
 
 _redis_key = pytest.StashKey[DiscoveredRedis]()
@@ -86,8 +87,34 @@ def _point_channel_layer_at(redis_url: str | None, prefix: str) -> None:
         os.environ["REDIS_URL"] = redis_url
         settings.REDIS_URL = redis_url
         if "hosts" in config:
-            config["hosts"] = [redis_url]
+            config["hosts"] = [with_address(host, redis_url) for host in config["hosts"]]
+    _point_cache_at(redis_url, prefix)
     _forget_channel_layer()
+
+
+def _point_cache_at(redis_url: str | None, prefix: str) -> None:
+    """The throttle cache under the run's prefix too (its keys go with the layer's).
+
+    A LocMem cache (``CHANNEL_LAYER=memory`` without ``REDIS_URL``) stays as
+    it is in this process; daphne children derive the prefix themselves.
+    """
+    from django.conf import settings
+    from django.test.signals import clear_cache_handlers
+
+    cache_prefix = f"{prefix}:cache"
+    os.environ["CACHE_KEY_PREFIX"] = cache_prefix
+    settings.CACHE_KEY_PREFIX = cache_prefix
+    cache = settings.CACHES["default"]
+    if cache["BACKEND"].endswith("RedisCache"):
+        cache["KEY_PREFIX"] = cache_prefix
+        if redis_url is not None:
+            cache["LOCATION"] = redis_url
+        clear_cache_handlers(setting="CACHES")
+
+
+def with_address(host: Any, url: str) -> Any:
+    """A layer host entry pointed at ``url``, keeping its options (timeouts)."""
+    return {**host, "address": url} if isinstance(host, dict) else url
 
 
 def _forget_channel_layer() -> None:
@@ -286,7 +313,8 @@ def layer_on_private_redis(private_redis: RedisServer, settings: Any) -> RedisSe
     layers = copy.deepcopy(settings.CHANNEL_LAYERS)
     if "hosts" not in layers["default"].get("CONFIG", {}):
         pytest.fail("layer_on_private_redis needs CHANNEL_LAYER=redis or pubsub")
-    layers["default"]["CONFIG"]["hosts"] = [private_redis.url]
+    config = layers["default"]["CONFIG"]
+    config["hosts"] = [with_address(host, private_redis.url) for host in config["hosts"]]
     settings.CHANNEL_LAYERS = layers  # channels drops its cached layer on this change
     settings.REDIS_URL = private_redis.url
     return private_redis
@@ -368,27 +396,32 @@ def start_daphne(
 
 
 @pytest.fixture
-def start_publisher(
+def start_worker(
     daphne_env: dict[str, str], transactional_db: None
-) -> Iterator[Callable[..., ChildProcess]]:
-    """Factory: ``start_publisher(REDIS_URL=...)`` runs ``manage.py publish_pending``.
+) -> Iterator[Callable[..., ManageCommand]]:
+    """Factory: ``start_worker("deliver", *args, **env)`` runs a ``manage.py`` worker
+    (``devtools.processes.ManageCommand``) on this run's test database and channel
+    layer, and returns once it has started. Every worker it started is stopped when
+    the test ends; its output is printed (pytest shows it on failure)."""
+    started: list[ManageCommand] = []
 
-    The worker that sends events the on-commit fast path could not (Redis
-    down). Stopped when the test ends; its output is printed on failure.
-    """
-    started: list[ChildProcess] = []
-
-    def start(**env: str) -> ChildProcess:
-        command = [sys.executable, "manage.py", "publish_pending", "--interval", "0.2"]
-        publisher = ChildProcess(command, name="publish_pending", env={**daphne_env, **env})
-        started.append(publisher)
-        return publisher.start()
+    def start(command: str, *args: str, **env: str) -> ManageCommand:
+        worker = ManageCommand(command, *args, env={**daphne_env, **env})
+        started.append(worker)
+        return worker.start()
 
     yield start
-    for publisher in started:
-        publisher.stop()
-        print(f"--- publish_pending output ---\n{publisher.log_tail(60)}")
-        publisher.close()
+    for worker in started:
+        worker.stop()
+        print(f"--- {worker.name} output ---\n{worker.log_tail(60)}")
+        worker.close()
+
+
+@pytest.fixture
+def start_publisher(start_worker: Callable[..., ManageCommand]) -> Callable[..., ManageCommand]:
+    """Factory: ``start_publisher(REDIS_URL=...)`` runs ``manage.py publish_pending``,
+    the worker that sends events the on-commit fast path could not (Redis down)."""
+    return functools.partial(start_worker, "publish_pending", "--interval", "0.2")
 
 
 # -- people and data ------------------------------------------------------------

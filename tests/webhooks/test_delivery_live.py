@@ -3,22 +3,29 @@
 Each receiver records what it got; the tests check signatures with the
 ``standardwebhooks`` verifier, once-per-id delivery, per-endpoint id order,
 retries (500 then 200, receiver down then back), isolation of a slow or
-dead endpoint from a healthy one, and disabling after the failure window.
+dead endpoint from a healthy one, disabling after the failure window, and
+the wake-up from a process that exits right after its commit.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import socket
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 from standardwebhooks import Webhook
 
+from devtools.processes import BASE_DIR
+from notifications.outbound.wakeup import WAKE_GROUP
 from notifications.webhooks.models import DeliveryState, WebhookDelivery, WebhookEndpoint
 from orders.models import OrderEvent
-from tests.support.live import wait_until
-from tests.webhooks.conftest import make_endpoint, wait_for_ids
+from tests.support.live import group_member_count, wait_until
+from tests.support.webhooks import make_endpoint, wait_for_ids
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -165,3 +172,40 @@ def test_an_endpoint_failing_for_the_whole_window_is_disabled(
     assert attempts == disabled.consecutive_failures
     # Disabled: no more attempts, and pending rows stay for when staff re-enable it.
     assert WebhookDelivery.objects.filter(endpoint=endpoint, state="pending").count() == 2
+
+
+def test_a_process_that_commits_and_exits_at_once_still_wakes_the_worker(
+    start_receiver: Any,
+    start_deliver: Any,
+    make_order: Any,
+    alice: Any,
+    daphne_env: dict[str, str],
+    redis_url: str,
+    channel_layer_prefix: str,
+) -> None:
+    receiver = start_receiver()
+    make_endpoint(receiver.url("/a"))
+    order = make_order(alice)
+    start_deliver(WEBHOOKS_POLL_MS="60000")  # no scan to fall back on within the test
+    wait_until(
+        lambda: asyncio.run(group_member_count(redis_url, channel_layer_prefix, WAKE_GROUP)),
+        message="the worker listening for wake-ups",
+    )
+    first = wait_for_ids(receiver, "/a", new_event_ids(0))  # the worker's first scan
+    before = latest()
+    subprocess.run(  # noqa: S603 - fixed argv
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from orders.actions import transition_order; "
+            f"transition_order({order.pk}, 'paid')",
+        ],
+        cwd=BASE_DIR,
+        env={**os.environ, **daphne_env},
+        check=True,
+        timeout=60,
+    )
+    expected = new_event_ids(before)
+    assert len(expected) == 1
+    # Its wake-up went out before it exited: delivered well within the 60 s poll.
+    assert wait_for_ids(receiver, "/a", expected, timeout=10) == [*first, *expected]

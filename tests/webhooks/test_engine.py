@@ -1,13 +1,15 @@
 """The delivery engine in-process (worker loop + webhook channel) against a real receiver process.
 
 Catch-up after a lost on-commit hook, re-send, replay from a cursor, secret
-rotation, connection-time address checks, no redirects, and the retry schedule.
+rotation, connection-time address checks, no redirects, the bounded read of
+a response, and the retry schedule.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import tracemalloc
 from datetime import timedelta
 from typing import Any
 
@@ -18,10 +20,12 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from notifications.outbound.worker import Worker
 from notifications.webhooks import deliveries
 from notifications.webhooks.channel import WebhookChannel
-from notifications.webhooks.models import WebhookDelivery, WebhookEndpoint
+from notifications.webhooks.models import RESPONSE_EXCERPT_BYTES, WebhookDelivery, WebhookEndpoint
 from notifications.webhooks.schedule import gives_up, nominal_schedule, retry_delay
+from notifications.webhooks.sender import MAX_RESPONSE_BYTES
 from orders.models import OrderEvent
-from tests.webhooks.conftest import make_endpoint
+from tests.support.live import wait_until
+from tests.support.webhooks import make_endpoint
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -153,6 +157,32 @@ def test_redirects_are_not_followed(
     row = WebhookDelivery.objects.get(endpoint=endpoint)
     assert row.state == "pending" and row.last_status_code == 302 and row.last_error == "HTTP 302"
     assert WebhookEndpoint.objects.get(id=endpoint.id).retry_at is not None
+
+
+def test_a_huge_response_body_is_read_only_up_to_the_bound(
+    webhook_settings: Any, start_receiver: Any, make_order: Any, alice: Any
+) -> None:
+    receiver = start_receiver()
+    huge = 256 * 2**20  # streamed by the receiver as it is read, never built in memory
+    receiver.set_mode("/a", body_bytes=huge)
+    endpoint = make_endpoint(receiver.url("/a"))
+    make_order(alice)
+    tracemalloc.start()
+    try:
+        drain()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    row = WebhookDelivery.objects.get(endpoint=endpoint)
+    assert row.state == "delivered" and row.last_status_code == 200
+    assert row.last_response == "x" * RESPONSE_EXCERPT_BYTES  # what is kept: the first 1 KiB
+    # What was read: MAX_RESPONSE_BYTES, then the connection was dropped. The
+    # receiver got rid of no more than the sockets' buffers hold (a few MiB)...
+    sent = wait_until(lambda: receiver.stats()["sent"].get("/a"), message="the answer to end")
+    assert MAX_RESPONSE_BYTES <= sent < 32 * 2**20
+    # ...and this process never held more than a fraction of the body.
+    assert peak < 16 * 2**20
 
 
 def test_the_default_retry_schedule_spans_at_least_three_days(settings: Any) -> None:

@@ -13,7 +13,7 @@ from django.db import connection, transaction
 from notifications.webhooks import deliveries
 from notifications.webhooks.models import WebhookEndpoint
 from orders.models import OrderEvent
-from tests.webhooks.conftest import make_endpoint, wait_for_ids
+from tests.support.webhooks import make_endpoint, wait_for_ids
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

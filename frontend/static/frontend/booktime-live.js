@@ -18,9 +18,13 @@
  *   live.start();
  *
  * `after` is a number (same cursor for every stream) or {stream: id}; leave it
- * out to follow "from now". `transport` forces one transport; by default
+ * out to follow "from now". `token` (a tracking link's) goes in the WebSocket
+ * subscribe frame and the long-poll's X-Tracking-Token header, never in a URL
+ * (access logs keep URLs); SSE cannot send headers and relies on the cookie
+ * the tracking page sets. `transport` forces one transport; by default
  * `?transport=ws|sse|poll` in the page URL does the same.
- * States: 'connecting', 'live' (with the transport), 'reconnecting', 'offline'.
+ * States: 'connecting', 'live' (with the transport), 'reconnecting', 'offline',
+ * 'signed_out' (the server ended the sign-in: WebSocket close 4401; no retry).
  */
 (function (global) {
   'use strict';
@@ -212,6 +216,12 @@
       }, delay);
     },
 
+    /** The server ended our sign-in (close 4401): stop for good, say so. */
+    _signedOut: function () {
+      this._teardown();
+      this._setState('signed_out', null);
+    },
+
     _goOffline: function () {
       if (this.stopped) return;
       this._teardown();
@@ -264,6 +274,13 @@
     _fatal: function (stream, code, message) {
       this.fatal[stream] = code;
       if (this.opts.onError) this.opts.onError(stream, code, message);
+    },
+
+    /** Headers for the HTTP transports' fetches: the tracking token rides in one. */
+    _headers: function () {
+      var headers = { Accept: 'application/json' };
+      if (this.token) headers['X-Tracking-Token'] = this.token;
+      return headers;
     },
 
     _url: function (path, params, scheme) {
@@ -325,8 +342,12 @@
             break;
           case 'error':
             if (frame.stream && FATAL_CODES[frame.code]) {
+              var followed = !pending[frame.stream];
               delete pending[frame.stream];
               self._fatal(frame.stream, frame.code, frame.message);
+              // A followed stream refused as unauthenticated: the sign-in
+              // ended and close 4401 follows (see onclose); wait for it.
+              if (followed && frame.code === 'unauthenticated') break;
               if (!self._activeStreams().length) self._goOffline();
             } else if (frame.stream && frame.code === 'unavailable') {
               // The server could not read the log for a moment and dropped
@@ -343,9 +364,16 @@
       ws.onerror = function () {}; // onclose follows and decides
       ws.onclose = function (event) {
         if (gen !== self.generation) return;
-        if (event.code === 4401 || event.code === 4403) {
+        if (event.code === 4401) {
           self._activeStreams().forEach(function (s) {
-            self._fatal(s, event.code === 4401 ? 'unauthenticated' : 'forbidden', 'refused');
+            self._fatal(s, 'unauthenticated', 'signed out');
+          });
+          self._signedOut();
+          return;
+        }
+        if (event.code === 4403) {
+          self._activeStreams().forEach(function (s) {
+            self._fatal(s, 'forbidden', 'refused');
           });
           self._goOffline();
           return;
@@ -376,7 +404,7 @@
       }
       var sources = this._activeStreams().map(function (stream) {
         var src = new global.EventSource(
-          self._url('/events/stream/', { stream: stream, after: self.cursors[stream], token: self.token }),
+          self._url('/events/stream/', { stream: stream, after: self.cursors[stream] }),
           { withCredentials: true }
         );
         var onEvent = function (message) {
@@ -412,13 +440,28 @@
         src.onopen = function () {
           self._opened(gen);
         };
-        src.onerror = function () {
+        src.onerror = function (message) {
           // EventSource would retry by itself, but with its own cursor and no
           // fallback; we close it and reconnect on our own terms. A refused
           // stream (401/403) fails before opening, like a broken proxy; the
           // probe below tells them apart.
           if (gen !== self.generation) return;
           src.close();
+          // The server's own `event: error` (access to an open stream ended)
+          // says why in its data: no probe needed.
+          var refusal = null;
+          try {
+            refusal = message && message.data ? JSON.parse(message.data) : null;
+          } catch (e) {
+            /* not ours: probe */
+          }
+          if (refusal && FATAL_CODES[refusal.code]) {
+            self._fatal(stream, refusal.code, refusal.message);
+            if (self._activeStreams().length) self._failed(gen, 'sse refused');
+            else if (refusal.code === 'unauthenticated') self._signedOut();
+            else self._goOffline();
+            return;
+          }
           self._probe(stream, gen);
         };
         return src;
@@ -435,9 +478,9 @@
     /** After an SSE failure, ask the poll endpoint whether the stream is refused. */
     _probe: function (stream, gen) {
       var self = this;
-      var url = this._url('/events/poll/', { stream: stream, after: this.cursors[stream], token: this.token, timeout: 0 });
+      var url = this._url('/events/poll/', { stream: stream, after: this.cursors[stream], timeout: 0 });
       global
-        .fetch(url, { credentials: 'same-origin', headers: { Accept: 'application/json' } })
+        .fetch(url, { credentials: 'same-origin', headers: this._headers() })
         .then(function (response) {
           if (response.status === 400 || response.status === 401 || response.status === 403) {
             return response.json().then(
@@ -470,7 +513,6 @@
         var url = self._url('/events/poll/', {
           stream: stream,
           after: self.cursors[stream],
-          token: self.token,
           // The first request answers at once (backlog or nothing), so the
           // page knows it is connected; later ones wait for news.
           timeout: first ? 0 : self.opts.pollTimeout,
@@ -478,7 +520,7 @@
         global
           .fetch(url, {
             credentials: 'same-origin',
-            headers: { Accept: 'application/json' },
+            headers: self._headers(),
             signal: controller ? controller.signal : undefined,
             cache: 'no-store',
           })
@@ -498,7 +540,10 @@
             if (result.status === 400 || result.status === 401 || result.status === 403) {
               var err = body.error || {};
               self._fatal(stream, err.code || 'forbidden', err.message || '');
-              if (!self._activeStreams().length) self._goOffline();
+              if (self._activeStreams().length) return;
+              // A held poll answered 401: the sign-in ended while we waited.
+              if (!first && err.code === 'unauthenticated') self._signedOut();
+              else self._goOffline();
               return;
             }
             if (result.status !== 200) throw new Error('poll status ' + result.status);

@@ -120,9 +120,143 @@
     span.textContent = label(status);
   }
 
+  // -- tracking link: /track/#<token> ---------------------------------------------
+
+  var RETRIED = 'bt-track-retried:';
+
+  function session(method, key, value) {
+    try {
+      return window.sessionStorage[method](key, value);
+    } catch (e) {
+      return null; // storage disabled: no retry bookkeeping
+    }
+  }
+
+  /**
+   * The token is in the URL fragment, which never reaches a server (so no
+   * access log has it). Hand it over in a header; the answer sets a cookie for
+   * the order (which every transport reads) and says where the order's page is.
+   * A refused /track/<id>/ (cookie missing or stale) tries its fragment once.
+   */
+  function trackLinkPage() {
+    var box = $('#track-link');
+    var status = $('#track-link-status');
+    var token = window.location.hash.slice(1);
+    var refused = box.dataset.state === 'refused';
+    var retryKey = RETRIED + window.location.pathname;
+    function say(text, kind) {
+      status.textContent = text;
+      status.className = kind || 'error';
+    }
+    if (!token) {
+      if (!refused) say('This tracking link is incomplete: open the whole link you were sent.');
+      return;
+    }
+    if (refused) {
+      if (session('getItem', retryKey)) {
+        session('removeItem', retryKey);
+        say('This browser did not keep the tracking cookie: allow cookies for this site and open the link again.');
+        return;
+      }
+      session('setItem', retryKey, '1');
+      say('Opening the tracking link…', 'muted');
+    }
+    fetch('/track/', {
+      method: 'POST',
+      credentials: 'same-origin',
+      headers: { Accept: 'application/json', 'X-CSRFToken': csrfToken(), 'X-Tracking-Token': token },
+    })
+      .then(function (r) {
+        return r.json().then(
+          function (body) {
+            return { ok: r.ok, status: r.status, body: body };
+          },
+          function () {
+            return { ok: false, status: r.status, body: {} };
+          }
+        );
+      })
+      .then(function (result) {
+        if (result.ok && result.body.url) {
+          // Keep ?transport= and the fragment (which stays in the browser).
+          if (result.body.url === window.location.pathname) window.location.reload();
+          else window.location.replace(result.body.url + window.location.search + window.location.hash);
+          return;
+        }
+        session('removeItem', retryKey);
+        var err = (result.body && result.body.error) || {};
+        say(err.message || 'This tracking link is invalid, has expired or was revoked.');
+      })
+      .catch(function () {
+        say('Could not reach the server.');
+      });
+  }
+
+  /** The owner's and staff's controls: a new link (rotate) or none (revoke). */
+  function shareControls(orderId) {
+    var share = $('#share');
+    if (!share) return;
+    var input = $('#share-url');
+    var result = $('#share-result');
+    function call(method) {
+      var buttons = $$('button', share);
+      buttons.forEach(function (b) {
+        b.disabled = true;
+      });
+      fetch('/api/orders/' + orderId + '/tracking-link/', {
+        method: method,
+        credentials: 'same-origin',
+        headers: { Accept: 'application/json', 'X-CSRFToken': csrfToken() },
+      })
+        .then(function (r) {
+          if (r.status === 204) return { ok: true, status: 204, data: {} };
+          return r.json().then(
+            function (data) {
+              return { ok: r.ok, status: r.status, data: data };
+            },
+            function () {
+              return { ok: false, status: r.status, data: {} };
+            }
+          );
+        })
+        .then(function (r) {
+          if (!r.ok) {
+            result.textContent = errorMessage(r);
+            result.className = 'error';
+            return;
+          }
+          if (method === 'POST') {
+            input.value = r.data.url;
+            result.textContent = 'New link made; earlier links no longer work.';
+          } else {
+            input.value = '';
+            result.textContent = 'Tracking links revoked: nobody can open them any more.';
+          }
+          result.className = 'ok';
+        })
+        .catch(function () {
+          result.textContent = 'Could not reach the server.';
+          result.className = 'error';
+        })
+        .then(function () {
+          buttons.forEach(function (b) {
+            b.disabled = false;
+          });
+        });
+    }
+    $('#rotate-link').addEventListener('click', function () {
+      call('POST');
+    });
+    $('#revoke-link').addEventListener('click', function () {
+      call('DELETE');
+    });
+  }
+
   // -- tracking page ------------------------------------------------------------
 
   function trackingPage() {
+    session('removeItem', RETRIED + window.location.pathname);
+    shareControls($('#order').dataset.orderId);
     var timeline = $('#timeline');
     var envelopes = {};
     (STATE.events || []).forEach(function (e) {
@@ -497,7 +631,8 @@
   }
 
   var page = document.body.dataset.page;
-  if (page === 'tracking') trackingPage();
+  if (page === 'track-link') trackLinkPage();
+  else if (page === 'tracking') trackingPage();
   else if (page === 'mine') minePage();
   else if (page === 'staff') staffPage();
 })();

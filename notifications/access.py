@@ -1,0 +1,538 @@
+"""Access follows the current truth on streams already open.
+
+``notifications.streams.authorize`` decides who may read a stream when it is
+subscribed to; this module owns the rule that an *open* connection stops
+reading what its principal may no longer read, within about a second of the
+change. Three parts:
+
+1. **Announcements** (the signal receivers below). After commit, a change
+   that may end a right to read sends ``{"type": "access.changed"}`` through
+   the channel layer (on the publisher loop, ``notifications.publish``; a
+   Redis outage is logged and never fails the save):
+
+   | change | group | message |
+   |---|---|---|
+   | a user's ``is_active``, ``is_staff``, ``is_superuser`` or password changed; the user deleted | ``access.user.<uid>`` | re-check |
+   | a session deleted (logout, flush, ``cycle_key``, the admin) or ``user_logged_out`` | ``access.user.<uid>`` | ``ended``: that session |
+   | an API token deleted | ``access.user.<uid>`` | ``ended``: that token |
+   | an order's customer changed, its tracking links revoked (``orders.signals.tracking_links_revoked``), the order deleted | ``order.<id>`` (the stream's own group) | re-check |
+
+   ``ended`` carries a keyed hash of the session key or token
+   (``fingerprint``), never the secret itself.
+
+2. **Consumers** (``AccessMixin``, mixed into
+   ``notifications.resume.FollowingMixin``). Every authorization, the first
+   one included, is made against the principal as it is *now*
+   (``authorize_now``), not as it was when the socket opened. A connection
+   joins its principal's ``access.user.<uid>`` group with its first stream
+   (an order stream's group already is where order changes are announced).
+   ``access_changed`` ends the principal at once when ``ended`` names its
+   credential; otherwise it re-checks in one database hop (``recheck``):
+   the principal (``principal_standing``: the session still stored, same
+   user, session hash matching the current password, or the API token still
+   there; the user active), then each followed stream with ``authorize``.
+   Handlers run in dispatch order, so live events that arrive during a
+   re-check wait for its verdict and none is lost or reordered.
+
+3. **A timer** for changes that send no signal: the session's expiry date
+   (database sessions) and a periodic re-check every
+   ``ACCESS_RECHECK_SECONDS`` (±50 % jitter), which also catches
+   ``QuerySet.update()``, raw SQL, expired tracking links and announcements
+   lost while Redis was down (a recovered layer also re-checks at once).
+
+Outcome per transport (the hooks ``revoke`` and ``principal_ended``): a
+WebSocket gets ``{"type": "error", "code": "forbidden"|"unauthenticated",
+"stream": …}`` and that subscription ends; when the principal itself ended
+every subscription gets ``unauthenticated`` and the socket closes with 4401.
+SSE sends ``event: error`` and ends; a held long-poll answers 401/403 JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from importlib import import_module
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.contrib.auth import (
+    BACKEND_SESSION_KEY,
+    HASH_SESSION_KEY,
+    SESSION_KEY,
+    get_user_model,
+    load_backend,
+    user_logged_out,
+)
+from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models.signals import post_delete, post_init, post_save
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare, salted_hmac
+
+from booktime.errors import OUTAGE_ERRORS, Unavailable
+from notifications.publish import run_on_publisher_loop
+from notifications.streams import StreamError, Subscription, authorize
+from orders.models import Order
+
+logger = logging.getLogger(__name__)
+
+ACCESS_CHANGED = "access.changed"  # lands in the consumers' ``access_changed`` handler
+# Close code of a WebSocket whose principal ended (session, token or user).
+SIGNED_OUT_CLOSE_CODE = 4401
+# After a re-check the database could not answer, try again this soon.
+RECHECK_RETRY_SECONDS = 2.0
+# Re-check this long after the session's expiry date, so the store sees it expired.
+EXPIRY_MARGIN_SECONDS = 0.05
+
+# User fields whose change can end a right to read (post_init remembers them).
+USER_FIELDS = ("is_active", "is_staff", "is_superuser", "password")
+# Order fields likewise (tracking links: the domain's ``tracking_links_revoked``).
+ORDER_FIELDS = ("customer_id",)
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def fingerprint(secret: str) -> str:
+    """A keyed hash of a session key or API token: names it in a message, reveals nothing."""
+    return salted_hmac("booktime.access", secret, algorithm="sha256").hexdigest()[:32]
+
+
+def user_group(user_id: Any) -> str:
+    """The group every connection of a signed-in user (session or token) joins."""
+    name = str(user_id)
+    return f"access.user.{name if _SAFE_NAME.fullmatch(name) else fingerprint(name)}"
+
+
+def order_group(order_id: Any) -> str:
+    """Changes to an order are announced on its stream's own group: exactly the
+    connections that follow it are members already."""
+    return f"order.{order_id}"
+
+
+# -- who is asking, then and now ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a connection reads as: a user through a session or an API token, or nobody
+    (tracking links only). Fixed when the connection opens."""
+
+    user_id: Any = None  # None: anonymous
+    session_key: str | None = field(default=None, repr=False)
+    api_token: str | None = field(default=None, repr=False)
+    credential: str | None = field(default=None, compare=False)  # fingerprint of either
+
+    @classmethod
+    def of(cls, scope: dict[str, Any]) -> Principal:
+        user = scope.get("user")
+        if user is None or not user.is_authenticated:
+            return cls()
+        token = scope.get("api_token")
+        if token:
+            return cls(user.pk, api_token=token, credential=fingerprint(token))
+        key = getattr(scope.get("session"), "session_key", None)
+        return cls(user.pk, session_key=key, credential=fingerprint(key) if key else None)
+
+    @property
+    def group(self) -> str | None:
+        return None if self.user_id is None else user_group(self.user_id)
+
+
+class PrincipalEnded(StreamError):
+    """The connection's session, API token or user is gone: ``unauthenticated``."""
+
+    def __init__(self) -> None:
+        super().__init__("unauthenticated", "your sign-in has ended; sign in again")
+
+
+@dataclass
+class Standing:
+    """A principal as it is now: its user (``AnonymousUser`` for an anonymous
+    principal; None once it ended) and when its session expires (database
+    sessions; None when unknown or not a session)."""
+
+    user: Any
+    expires_at: datetime | None = None
+
+
+def session_standing(principal: Principal) -> Standing:
+    """``django.contrib.auth.get_user``'s checks, read-only.
+
+    Django's version flushes or re-keys the session when the hash does not
+    match; here the session belongs to a browser that is not asking, so this
+    only reads: the stored session, its user and backend, its hash against
+    the user's current one (or a ``SECRET_KEY_FALLBACKS`` one).
+    """
+    key = principal.session_key
+    assert key is not None
+    store = import_module(settings.SESSION_ENGINE).SessionStore(key)
+    expires_at = None
+    model_class = getattr(store, "get_model_class", None)
+    if model_class is not None:  # a database session: its row has the true expiry
+        row = (
+            model_class()
+            .objects.filter(session_key=key, expire_date__gt=timezone.now())
+            .values_list("session_data", "expire_date")
+            .first()
+        )
+        data, expires_at = (store.decode(row[0]), row[1]) if row else ({}, None)
+    else:
+        data = store.load()
+    ended = Standing(None)
+    try:
+        user_id = get_user_model()._meta.pk.to_python(data[SESSION_KEY])
+        backend_path = data[BACKEND_SESSION_KEY]
+    except (KeyError, ValidationError):
+        return ended
+    if user_id != principal.user_id or backend_path not in settings.AUTHENTICATION_BACKENDS:
+        return ended
+    user = load_backend(backend_path).get_user(user_id)
+    if user is None or not user.is_active:
+        return ended
+    if hasattr(user, "get_session_auth_hash"):
+        stored = data.get(HASH_SESSION_KEY)
+        hashes = (user.get_session_auth_hash(), *user.get_session_auth_fallback_hash())
+        if not stored or not any(constant_time_compare(stored, h) for h in hashes):
+            return ended
+    return Standing(user, expires_at)
+
+
+def principal_standing(principal: Principal) -> Standing:
+    """The principal now. Synchronous: it queries the database."""
+    if principal.user_id is None:
+        return Standing(AnonymousUser())
+    if principal.session_key is not None:
+        return session_standing(principal)
+    if principal.api_token is not None:
+        from rest_framework.authtoken.models import Token
+
+        token = Token.objects.select_related("user").filter(key=principal.api_token).first()
+        if token is None or token.user_id != principal.user_id or not token.user.is_active:
+            return Standing(None)
+        return Standing(token.user)
+    # Signed in without a session or token (a scope built in a test): the user row.
+    user = get_user_model()._default_manager.filter(pk=principal.user_id, is_active=True).first()
+    return Standing(user)
+
+
+def authorize_principal(
+    principal: Principal, stream: Any, token: str | None
+) -> tuple[Subscription, Standing]:
+    """``authorize`` for the principal as it is now; raises ``PrincipalEnded`` or
+    ``StreamError``. Synchronous."""
+    standing = principal_standing(principal)
+    if standing.user is None:
+        raise PrincipalEnded()
+    return authorize(standing.user, stream, token), standing
+
+
+@dataclass
+class Verdict:
+    """What a re-check found: the principal ended, or which followed streams are refused."""
+
+    ended: bool = False
+    refused: dict[str, StreamError] = field(default_factory=dict)  # group -> refusal
+    expires_at: datetime | None = None
+
+
+def recheck(principal: Principal, grants: list[tuple[str, str, str | None]]) -> Verdict:
+    """Re-validate the principal, then each ``(group, stream, tracking token)`` it
+    follows with ``authorize``: one database hop. Synchronous."""
+    standing = principal_standing(principal)
+    if standing.user is None:
+        return Verdict(ended=True)
+    verdict = Verdict(expires_at=standing.expires_at)
+    for group, stream, token in grants:
+        try:
+            authorize(standing.user, stream, token)
+        except StreamError as exc:
+            verdict.refused[group] = exc
+    return verdict
+
+
+# -- the consumer side -----------------------------------------------------------------
+
+
+class AccessMixin:
+    """The re-checking half of ``notifications.resume.FollowingMixin``, which mixes it in.
+
+    Transports implement ``revoke`` (end one subscription with an error) and
+    may implement ``principal_ended`` (after every subscription was revoked).
+    """
+
+    scope: dict[str, Any]
+    channel_layer: Any
+    channel_name: str
+    followed: dict[str, Any]  # group -> Followed
+    local_messages: asyncio.Queue[dict[str, Any]]
+
+    async def unfollow(self, group: str) -> None:
+        raise NotImplementedError
+
+    def setup_access(self) -> None:
+        """Per-connection state (from ``FollowingMixin.setup_state``)."""
+        self.principal = Principal.of(self.scope)
+        self.signed_out = False  # the principal ended; nothing more is authorized
+        self.credentials: dict[str, str | None] = {}  # group -> tracking token it was granted with
+        self.access_groups: list[str] = []
+        self.access_timer: asyncio.TimerHandle | None = None
+        self.watching_access = False
+        self.session_expires_at: datetime | None = None
+
+    # -- hooks for transports --------------------------------------------------
+
+    async def revoke(self, subscription: Subscription, error: StreamError) -> None:
+        """End one subscription the principal may no longer read, telling the client."""
+        await self.unfollow(subscription.group)
+
+    async def principal_ended(self) -> None:
+        """Called after every subscription was revoked because the principal ended."""
+
+    # -- authorizing -------------------------------------------------------------
+
+    async def authorize_now(self, stream: Any, token: str | None) -> Subscription:
+        """``authorize`` against the principal as it is now; raises ``StreamError``
+        (``PrincipalEnded`` when the principal itself is gone) or ``Unavailable``."""
+        if self.signed_out:
+            raise PrincipalEnded()
+        try:
+            subscription, standing = await database_sync_to_async(authorize_principal)(
+                self.principal, stream, token
+            )
+        except OUTAGE_ERRORS as exc:
+            raise Unavailable() from exc
+        except PrincipalEnded:
+            self.signed_out = True
+            raise
+        self.credentials[subscription.group] = token
+        self.session_expires_at = standing.expires_at
+        return subscription
+
+    # -- watching --------------------------------------------------------------------
+
+    async def watch_access(self) -> None:
+        """Called once a stream's group is joined: hear of changes to the principal,
+        and re-check on the timer."""
+        self.watching_access = True
+        group = self.principal.group
+        if group is not None and group not in self.access_groups:
+            self.access_groups.append(group)
+            await self.join_access_groups()
+        if self.access_timer is None:
+            self.schedule_recheck()
+
+    async def join_access_groups(self) -> None:
+        """Join (or refresh) the access groups; a layer failure waits for the next re-check."""
+        try:
+            for group in self.access_groups:
+                await self.channel_layer.group_add(group, self.channel_name)
+        except Exception as exc:  # noqa: BLE001 - Redis down: the timer and recovery retry
+            logger.info("could not join the access group (%s); will retry", exc)
+
+    async def stop_access(self) -> None:
+        """The connection follows nothing any more: no timer, no access groups."""
+        self.watching_access = False
+        if self.access_timer is not None:
+            self.access_timer.cancel()
+            self.access_timer = None
+        for group in self.access_groups:
+            try:
+                await self.channel_layer.group_discard(group, self.channel_name)
+            except Exception:  # noqa: BLE001 - layer down; the entry expires
+                logger.debug("group_discard failed for %s", group, exc_info=True)
+        self.access_groups.clear()
+
+    def schedule_recheck(self, delay: float | None = None) -> None:
+        """The next timed re-check: at the session's expiry or after
+        ``ACCESS_RECHECK_SECONDS`` with jitter, whichever comes first."""
+        if self.access_timer is not None:
+            self.access_timer.cancel()
+        if delay is None:
+            delay = settings.ACCESS_RECHECK_SECONDS * (0.5 + random.random())
+            if self.session_expires_at is not None:
+                left = (self.session_expires_at - timezone.now()).total_seconds()
+                delay = min(delay, max(left, 0.0) + EXPIRY_MARGIN_SECONDS)
+        self.access_timer = asyncio.get_running_loop().call_later(
+            delay, self.local_messages.put_nowait, {"type": ACCESS_CHANGED, "reason": "timer"}
+        )
+
+    # -- the channel-layer handler ---------------------------------------------------
+
+    async def access_changed(self, message: dict[str, Any]) -> None:
+        """Something this connection reads may have changed: act on it now."""
+        if not self.watching_access:
+            return
+        ended = message.get("ended")
+        if ended is not None:
+            # One session or token ended: only the connection that used it.
+            if self.principal.credential is not None and constant_time_compare(
+                ended, self.principal.credential
+            ):
+                await self.end_principal()
+            return
+        await self.recheck_access()
+
+    async def recheck_access(self) -> None:
+        """Re-validate the principal and every followed stream; end what is refused."""
+        if not self.watching_access:
+            return
+        await self.join_access_groups()  # refreshes membership; re-joins after an outage
+        grants = [
+            (group, followed.subscription.stream, self.credentials.get(group))
+            for group, followed in self.followed.items()
+        ]
+        try:
+            verdict = await database_sync_to_async(recheck)(self.principal, grants)
+        except OUTAGE_ERRORS as exc:
+            # Open streams keep delivering through a database outage; try again soon.
+            logger.info("access re-check failed (%s); retrying", exc)
+            self.schedule_recheck(RECHECK_RETRY_SECONDS)
+            return
+        if verdict.ended:
+            await self.end_principal()
+            return
+        self.session_expires_at = verdict.expires_at
+        for group, error in verdict.refused.items():
+            followed = self.followed.get(group)
+            if followed is not None:
+                await self.revoke(followed.subscription, error)
+        if self.watching_access:
+            self.schedule_recheck()
+
+    async def end_principal(self) -> None:
+        """The session, token or user is gone: revoke everything, then ``principal_ended``."""
+        self.signed_out = True
+        error = PrincipalEnded()
+        for followed in list(self.followed.values()):
+            await self.revoke(followed.subscription, error)
+        await self.stop_access()
+        await self.principal_ended()
+
+
+# -- announcements (signal receivers) ------------------------------------------------
+
+
+async def _group_send(group: str, message: dict[str, Any]) -> None:
+    await get_channel_layer().group_send(group, message)
+
+
+def send_access_changed(group: str, message: dict[str, Any]) -> None:
+    """Send now; a layer outage is logged (the timer re-checks), never raised."""
+    try:
+        run_on_publisher_loop(_group_send, group, message)
+    except Exception as exc:  # noqa: BLE001 - must not fail the change that announced it
+        logger.warning(
+            "could not announce an access change to %s (%s: %s); open streams re-check "
+            "within ACCESS_RECHECK_SECONDS",
+            group,
+            type(exc).__name__,
+            exc,
+        )
+
+
+def announce(group: str, *, using: str | None = None, **fields: Any) -> None:
+    """Tell ``group`` once the current transaction commits (nothing if it rolls back)."""
+    message = {"type": ACCESS_CHANGED, **fields}
+    transaction.on_commit(partial(send_access_changed, group, message), using=using)
+
+
+_UNKNOWN = object()  # a field not loaded (deferred) when the instance was made
+
+
+def _remember(instance: Any, names: tuple[str, ...]) -> None:
+    # ``__dict__``: a deferred field is not loaded (no query); it counts as unknown.
+    instance._access_state = tuple(instance.__dict__.get(name, _UNKNOWN) for name in names)
+
+
+def _changed(instance: Any, names: tuple[str, ...]) -> bool:
+    before = getattr(instance, "_access_state", None)
+    now = tuple(instance.__dict__.get(name, _UNKNOWN) for name in names)
+    instance._access_state = now
+    return before is None or any(
+        old is _UNKNOWN or old != new for old, new in zip(before, now, strict=True)
+    )
+
+
+def user_initialised(sender: type, instance: Any, **kwargs: Any) -> None:
+    _remember(instance, USER_FIELDS)
+
+
+def user_saved(sender: type, instance: Any, created: bool, **kwargs: Any) -> None:
+    if _changed(instance, USER_FIELDS) and not created and not kwargs.get("raw"):
+        announce(user_group(instance.pk), using=kwargs.get("using"))
+
+
+def user_deleted(sender: type, instance: Any, **kwargs: Any) -> None:
+    announce(user_group(instance.pk), using=kwargs.get("using"))
+
+
+def order_initialised(sender: type, instance: Order, **kwargs: Any) -> None:
+    _remember(instance, ORDER_FIELDS)
+
+
+def order_saved(sender: type, instance: Order, created: bool, **kwargs: Any) -> None:
+    if _changed(instance, ORDER_FIELDS) and not created and not kwargs.get("raw"):
+        announce(order_group(instance.pk), using=kwargs.get("using"))
+
+
+def order_deleted(sender: type, instance: Order, **kwargs: Any) -> None:
+    announce(order_group(instance.pk), using=kwargs.get("using"))
+
+
+def links_revoked(sender: type, order_id: int, **kwargs: Any) -> None:
+    announce(order_group(order_id))
+
+
+def session_deleted(sender: type, instance: Any, **kwargs: Any) -> None:
+    if instance.expire_date <= timezone.now():
+        return  # expired: its connections' timers ended it at the expiry date
+    user_id = instance.get_decoded().get(SESSION_KEY)
+    if user_id is not None:
+        announce(
+            user_group(user_id),
+            using=kwargs.get("using"),
+            ended=fingerprint(instance.session_key),
+        )
+
+
+def logged_out(sender: type, request: Any, user: Any, **kwargs: Any) -> None:
+    # Sent before logout() flushes the session: name the session, not "re-check".
+    key = getattr(getattr(request, "session", None), "session_key", None)
+    if user is not None and key:
+        announce(user_group(user.pk), ended=fingerprint(key))
+
+
+def token_deleted(sender: type, instance: Any, **kwargs: Any) -> None:
+    announce(
+        user_group(instance.user_id), using=kwargs.get("using"), ended=fingerprint(instance.pk)
+    )
+
+
+def connect_signals() -> None:
+    """Connect the receivers (from ``NotificationsConfig.ready``)."""
+    from django.contrib.sessions.models import Session
+    from rest_framework.authtoken.models import Token
+
+    user_model = get_user_model()
+    uid = "notifications.access."
+    post_init.connect(user_initialised, sender=user_model, dispatch_uid=uid + "user_init")
+    post_save.connect(user_saved, sender=user_model, dispatch_uid=uid + "user_saved")
+    post_delete.connect(user_deleted, sender=user_model, dispatch_uid=uid + "user_deleted")
+    post_init.connect(order_initialised, sender=Order, dispatch_uid=uid + "order_init")
+    post_save.connect(order_saved, sender=Order, dispatch_uid=uid + "order_saved")
+    post_delete.connect(order_deleted, sender=Order, dispatch_uid=uid + "order_deleted")
+    post_delete.connect(session_deleted, sender=Session, dispatch_uid=uid + "session_deleted")
+    post_delete.connect(token_deleted, sender=Token, dispatch_uid=uid + "token_deleted")
+    user_logged_out.connect(logged_out, dispatch_uid=uid + "logged_out")
+    try:  # the domain's own word that an order's links stopped working
+        from orders.signals import tracking_links_revoked
+    except ImportError:  # a domain without it: owner changes are still seen by order_saved
+        return
+    tracking_links_revoked.connect(links_revoked, dispatch_uid=uid + "links_revoked")
