@@ -14,6 +14,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from booktime.redis_topology import layer_hosts, parse_sentinels
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -168,8 +170,13 @@ CHANNEL_LAYER_PREFIX = env_str("CHANNEL_LAYER_PREFIX", "booktime")
 CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 1000, minimum=1)
 CHANNEL_LAYER_EXPIRY = env_int("CHANNEL_LAYER_EXPIRY", 60, minimum=1)
 
-# A Redis that does not answer must not hold up a save for long.
-_REDIS_HOST = {"address": REDIS_URL, "socket_connect_timeout": 2}
+# High availability: a master watched by Sentinel (host:port list); or shards:
+# several independent Redis servers the channel layer spreads groups over.
+# Not both. booktime/redis_topology.py builds the connections; README "Deploying".
+REDIS_SENTINELS = parse_sentinels(env_list("REDIS_SENTINELS", []))
+REDIS_MASTER_NAME = env_str("REDIS_MASTER_NAME", "booktime")
+REDIS_URLS = env_list("REDIS_URLS", [])
+_REDIS_HOSTS = layer_hosts(REDIS_URL, REDIS_URLS, REDIS_SENTINELS, REDIS_MASTER_NAME)
 
 if CHANNEL_LAYER == "memory":
     CHANNEL_LAYERS = {
@@ -182,7 +189,7 @@ elif CHANNEL_LAYER == "pubsub":
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [_REDIS_HOST], "prefix": CHANNEL_LAYER_PREFIX},
+            "CONFIG": {"hosts": _REDIS_HOSTS, "prefix": CHANNEL_LAYER_PREFIX},
         }
     }
 elif CHANNEL_LAYER == "redis":
@@ -190,7 +197,7 @@ elif CHANNEL_LAYER == "redis":
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [_REDIS_HOST],
+                "hosts": _REDIS_HOSTS,
                 "prefix": CHANNEL_LAYER_PREFIX,
                 "capacity": CHANNEL_LAYER_CAPACITY,
                 "expiry": CHANNEL_LAYER_EXPIRY,
@@ -295,7 +302,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Where ``collectstatic`` puts the files nginx serves (deploy/nginx/booktime.conf).
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 # Serve app static files straight from the apps (no collectstatic needed), in
 # development and production alike; WhiteNoise caches them in memory.
 WHITENOISE_USE_FINDERS = True
@@ -357,3 +365,44 @@ LOGGING = {
         "daphne.server": {"level": "INFO"},
     },
 }
+
+# --- Production: cache, health, metrics, log format ---------------------------
+
+# Django's cache (REST throttle counters) on the deployment's Redis, shared by
+# every process; the Sentinel master when REDIS_SENTINELS is set. Sessions
+# stay in the database. The in-memory layer (one process) keeps a local cache.
+CACHE_KEY_PREFIX = env_str("CACHE_KEY_PREFIX", f"{CHANNEL_LAYER_PREFIX}-cache")
+if CHANNEL_LAYER == "memory":
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2}
+            | (
+                {"pool_class": "booktime.redis_topology.SentinelCachePool"}
+                if REDIS_SENTINELS
+                else {}
+            ),
+        }
+    }
+
+# /readyz fails while the oldest unpublished event is older than this.
+READY_MAX_PUBLISH_LAG_SECONDS = env_int("READY_MAX_PUBLISH_LAG_SECONDS", 30, minimum=1)
+# /metrics answers a request bearing "Authorization: Bearer <METRICS_TOKEN>",
+# or one from these addresses that did not come through a proxy (default:
+# loopback). booktime/health.py.
+METRICS_TOKEN = env_secret("METRICS_TOKEN", None)
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"])
+
+# "text" (readable lines) or "json" (one object per line, with the request or
+# connection id; booktime/logging.py).
+LOG_FORMAT = env_str("LOG_FORMAT", "text")
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, got {LOG_FORMAT!r}")
+LOGGING["formatters"]["json"] = {"()": "booktime.logging.JsonFormatter"}
+LOGGING["filters"] = {"request_id": {"()": "booktime.logging.RequestIdFilter"}}
+LOGGING["handlers"]["console"]["formatter"] = "json" if LOG_FORMAT == "json" else "plain"
+LOGGING["handlers"]["console"]["filters"] = ["request_id"]

@@ -105,7 +105,7 @@ class DaphneServer(ChildProcess):
         """True once the application answers a request (any status will do)."""
         connection = http.client.HTTPConnection(self.host, self.port, timeout=2)
         try:
-            connection.request("GET", "/-/ready")
+            connection.request("GET", "/healthz")
             connection.getresponse().read()
             return True
         except (OSError, http.client.HTTPException):

@@ -18,6 +18,7 @@ from typing import Any
 from django.conf import settings
 
 from booktime.errors import ClientError
+from notifications import metrics
 from notifications.http import StreamingHttpConsumer
 from notifications.log import parse_cursor
 from notifications.resume import Outgoing
@@ -77,6 +78,7 @@ class LongPollConsumer(StreamingHttpConsumer):
                 f"at most {settings.LONGPOLL_MAX_PER_CLIENT} long-polls open at once per client",
             )
         open_polls[key] += 1
+        metrics.LONGPOLLS_HELD.inc()
         self.client_key = key
 
     async def answer_after(self, timeout: int, followed: Any) -> None:
@@ -115,6 +117,7 @@ class LongPollConsumer(StreamingHttpConsumer):
     def release_slot(self) -> None:
         if self.client_key is not None:
             open_polls[self.client_key] -= 1
+            metrics.LONGPOLLS_HELD.dec()
             if open_polls[self.client_key] <= 0:
                 del open_polls[self.client_key]
             self.client_key = None

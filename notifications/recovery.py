@@ -31,6 +31,9 @@ from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 from django.conf import settings
 
+from booktime import redis_topology
+from notifications import metrics
+
 logger = logging.getLogger(__name__)
 
 RECOVERED = "layer.recovered"  # message type a consumer gets after an outage
@@ -82,6 +85,7 @@ class RecoveryMixin:
         self.channel_receive = self.receive_from_layer
         self.base_send = send
         self.setup_state(send)
+        metrics.connection_opened(self)
         try:
             await await_many_dispatch(
                 [receive, self.channel_receive, self.local_messages.get], self.dispatch
@@ -93,6 +97,7 @@ class RecoveryMixin:
             # layer keeps memberships in this process until told).
             with contextlib.suppress(Exception):
                 await self.unfollow_all()
+            metrics.connection_closed(self)
 
     async def receive_from_layer(self) -> dict[str, Any]:
         """The next layer message; while Redis is down, retry, then report recovery."""
@@ -211,9 +216,7 @@ class LayerWatchdog:
             self.task = None
 
     async def _watch(self) -> None:
-        import redis.asyncio as aioredis
-
-        client = aioredis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=2)
+        client = redis_topology.watch_client()  # follows a Sentinel failover; every shard
         try:
             while self.channels:
                 # Probe first: the run id seen when the first stream opens is
@@ -240,6 +243,7 @@ class LayerWatchdog:
         self.was_down = False
 
     async def announce_recovery(self) -> None:
+        metrics.LAYER_RECOVERIES.inc()
         try:
             await resubscribe_pubsub(get_channel_layer())
         except Exception:  # noqa: BLE001 - the consumers' own re-join retries

@@ -23,6 +23,7 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 
 from booktime.errors import OUTAGE_ERRORS, Unavailable
+from notifications import metrics
 from notifications.backpressure import buffered_bytes, drained, is_backed_up, transport_of
 from notifications.log import LiveCursor, latest_event_id, read_backlog
 from notifications.recovery import RecoveryMixin
@@ -105,8 +106,10 @@ class FollowingMixin(RecoveryMixin):
                 buffered_bytes(self.transport),
             )
             await self.cut_off()
+            metrics.cut_off(self)
             return
         await self.send_events(subscription, events)
+        metrics.delivered(self, len(events))
 
     # -- following -----------------------------------------------------------
 
@@ -122,6 +125,7 @@ class FollowingMixin(RecoveryMixin):
         followed = Followed(subscription, LiveCursor(0))
         self.followed[subscription.group] = followed
         await self.join_group(subscription.group)
+        metrics.subscribed(subscription)
         await self.joined(subscription)
         try:
             await self.backfill(followed, after)
@@ -131,7 +135,7 @@ class FollowingMixin(RecoveryMixin):
         return followed
 
     async def unfollow(self, group: str) -> None:
-        self.followed.pop(group, None)
+        metrics.unsubscribed(self.followed.pop(group, None))
         try:
             await self.channel_layer.group_discard(group, self.channel_name)
         except Exception:  # noqa: BLE001 - layer down; the group entry expires
@@ -149,6 +153,7 @@ class FollowingMixin(RecoveryMixin):
             if page.reset:
                 followed.cursor.advance(page.cursor)
                 await self.send_reset(followed.subscription, page.cursor)
+                metrics.reset(self)
                 return
             fresh = followed.cursor.accept_many(page.events)
             if fresh:

@@ -27,6 +27,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from booktime.errors import ClientError
+from notifications import metrics
 from notifications.log import parse_cursor
 from notifications.resume import FollowingMixin, Outgoing, authorize_async
 from notifications.streams import Subscription
@@ -43,6 +44,7 @@ class LiveConsumer(FollowingMixin, AsyncJsonWebsocketConsumer):
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         self.default_token = (query.get("token") or [None])[-1]
         await self.accept()
+        metrics.HANDSHAKES.inc()
 
     async def disconnect(self, code: int) -> None:
         """Leave every group so no membership outlives the socket."""
