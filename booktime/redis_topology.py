@@ -16,6 +16,7 @@ follows the master after a Sentinel failover.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -132,3 +133,54 @@ def watch_client() -> Any:
     urls = settings.REDIS_URLS or [settings.REDIS_URL]
     clients = [aioredis.from_url(url, **options) for url in urls]
     return clients[0] if len(clients) == 1 else _AllShards(clients)
+
+
+def _fail_open(default_of: Any) -> Any:
+    """Wrap a cache method: on a Redis error log once and return ``default_of(args)``."""
+    import logging
+
+    def decorate(method: Any) -> Any:
+        @functools.wraps(method)
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            import redis
+
+            try:
+                return method(self, *args, **kwargs)
+            except (redis.RedisError, OSError) as exc:
+                logging.getLogger("booktime.cache").warning("cache unavailable (%s)", exc)
+                return default_of(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+@functools.cache
+def _make_cache_class() -> Any:
+    from django.core.cache.backends.redis import RedisCache
+
+    class FailOpenRedisCache(RedisCache):
+        """Django's RedisCache that answers "not cached" while Redis is unreachable.
+
+        The cache only holds REST throttle counters: during a Sentinel
+        failover or a Redis restart a request must not fail because of them.
+        """
+
+        get = _fail_open(lambda key, default=None, version=None: default)(RedisCache.get)
+        set = _fail_open(lambda *a, **k: None)(RedisCache.set)
+        add = _fail_open(lambda *a, **k: False)(RedisCache.add)
+        delete = _fail_open(lambda *a, **k: False)(RedisCache.delete)
+        touch = _fail_open(lambda *a, **k: False)(RedisCache.touch)
+        get_many = _fail_open(lambda *a, **k: {})(RedisCache.get_many)
+        set_many = _fail_open(lambda *a, **k: [])(RedisCache.set_many)
+        delete_many = _fail_open(lambda *a, **k: None)(RedisCache.delete_many)
+        has_key = _fail_open(lambda *a, **k: False)(RedisCache.has_key)
+
+    return FailOpenRedisCache
+
+
+def __getattr__(name: str) -> Any:
+    # Built on first use: importing Django's cache backend from settings is too early.
+    if name == "FailOpenRedisCache":
+        return _make_cache_class()
+    raise AttributeError(name)

@@ -132,7 +132,7 @@ def clear_cache() -> None:
     from django.core.cache import cache, caches
 
     config = settings.CACHES["default"]
-    if config["BACKEND"].endswith("RedisCache"):
+    if "REDIS" in config["BACKEND"].upper():
         caches["default"].close()
         delete_prefixed_keys(config["LOCATION"], config["KEY_PREFIX"])
     else:
@@ -200,6 +200,17 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [f"booktime: redis {where}, channel-layer prefix {config.stash[_prefix_key]}"]
 
 
+def _deselect_topology_unless_asked(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``topology`` run only when selected (``-m topology``): scripts/test
+    runs them as a step of their own, after the main passes."""
+    if "topology" in (config.option.markexpr or ""):
+        return
+    deselected = [item for item in items if item.get_closest_marker("topology")]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not item.get_closest_marker("topology")]
+
+
 def _database_is_postgres() -> bool:
     from django.conf import settings
 
@@ -207,6 +218,7 @@ def _database_is_postgres() -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _deselect_topology_unless_asked(config, items)
     if _database_is_postgres():
         return
     selected, deselected = [], []
