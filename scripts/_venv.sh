@@ -20,6 +20,6 @@ _booktime_sum="$(cat "$_booktime_lock" pyproject.toml | cksum)"
 if [ "$(cat "$_booktime_stamp" 2>/dev/null)" != "$_booktime_sum" ]; then
     echo "booktime: installing $_booktime_lock into .venv"
     .venv/bin/python -m pip install --quiet --require-hashes -r "$_booktime_lock"
-    .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+    .venv/bin/python -m pip install --quiet --no-deps -e .
     echo "$_booktime_sum" > "$_booktime_stamp"
 fi
