@@ -16,7 +16,7 @@ fi
 _booktime_lock=requirements/app.txt
 [ "${1:-}" = "test" ] && _booktime_lock=requirements/test.txt
 _booktime_stamp=".venv/.booktime-$(basename "$_booktime_lock" .txt)-lock"
-_booktime_sum="$(cat "$_booktime_lock" pyproject.toml | cksum)"
+_booktime_sum="$(pwd) $(cat "$_booktime_lock" pyproject.toml | cksum)"
 if [ "$(cat "$_booktime_stamp" 2>/dev/null)" != "$_booktime_sum" ]; then
     echo "booktime: installing $_booktime_lock into .venv"
     .venv/bin/python -m pip install --quiet --require-hashes -r "$_booktime_lock"
