@@ -110,3 +110,38 @@ def test_push_shows_the_notification_and_a_click_opens_the_order(
     assert opened is page
     expect(opened.locator("#order-status")).to_have_attribute("data-status", "shipped")
     assert page.evaluate(NOTIFICATIONS_JS) == []  # the click closed the notification
+
+
+def test_it_saves_screenshots_of_an_email_and_the_push_button(
+    pages: Any, start_daphne: Any, make_order: Any, alice: Any, settings: Any, tmp_path: Any
+) -> None:
+    """docs/screenshots/email.png (the shipped e-mail's HTML part) and push.png."""
+    from pathlib import Path
+
+    from frontend.tests.helpers import screenshot_dir
+    from notifications.email.content import customer_email
+    from notifications.email.unsubscribe import unsubscribe_url
+
+    out = Path(screenshot_dir(tmp_path))
+    public, private = new_vapid_keys()
+    server = start_daphne(name="push-shots", VAPID_PUBLIC_KEY=public, VAPID_PRIVATE_KEY=private)
+    settings.SITE_URL = "https://shop.example"
+    settings.SHOP_NAME = "Harbour Books"
+    order = make_order(alice, "shipped", quantity=2)
+    event = OrderEvent.objects.filter(order=order).order_by("-id").first()
+    subject, _, html = customer_email(
+        "shipped", event, order, [], unsubscribe_url(alice.pk, "customer")
+    )
+    assert subject == f"Your order {order.reference} has shipped"
+    mail_page = pages.context().new_page()
+    mail_page.set_viewport_size({"width": 640, "height": 760})
+    mail_page.set_content(html)
+    mail_page.screenshot(path=str(out / "email.png"), full_page=True)
+
+    context = pages.context(alice, base_url=server.url)
+    page = context.new_page()
+    page.set_viewport_size({"width": 900, "height": 420})
+    page.goto(f"/orders/{order.pk}/")
+    expect(page.locator("#push-toggle")).to_be_visible(timeout=SLOW_TIMEOUT_MS)
+    page.locator("#order").screenshot(path=str(out / "push.png"))
+    assert (out / "email.png").stat().st_size > 0 and (out / "push.png").stat().st_size > 0
