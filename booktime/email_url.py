@@ -3,7 +3,7 @@
 Forms:
 
 - ``console:``: print e-mails to the worker's output (the development default);
-- ``smtp://user:password@host:587/?tls=1`` (STARTTLS), ``smtps://...:465`` or
+- ``smtp://user:pw@host:587/?tls=1`` (STARTTLS), ``smtps://...:465`` or
   ``smtp://...?ssl=1`` (implicit TLS), ``?timeout=10`` (seconds, default 30); user and password are
   URL-decoded, so ``%40`` in a user name is ``@``;
 - ``locmem:`` (tests), ``dummy:`` (drop everything), ``file:///path/to/dir``;
@@ -50,7 +50,7 @@ def parse_email_url(url: str) -> dict[str, Any]:
         return config
     parts = urlsplit(url)
     if not parts.hostname:
-        raise ValueError("smtp: needs a host, e.g. smtp://user:password@smtp.example.com:587")
+        raise ValueError("smtp: needs a host, e.g. smtp://user:pw@smtp.example.com:587")
     try:
         port = parts.port
     except ValueError:

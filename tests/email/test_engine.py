@@ -136,9 +136,9 @@ def test_catch_up_makes_rows_a_lost_commit_hook_missed_and_never_twice(
 
 
 def test_email_url_forms() -> None:
-    smtp = parse_email_url("smtp://us%40er:p%3Ass@mail.example.com:587/?tls=1")
+    smtp = parse_email_url("smtp://us%40er:p%3As@mail.example.com:587/?tls=1")
     assert smtp["EMAIL_HOST"] == "mail.example.com" and smtp["EMAIL_PORT"] == 587
-    assert (smtp["EMAIL_HOST_USER"], smtp["EMAIL_HOST_PASSWORD"]) == ("us@er", "p:ss")
+    assert (smtp["EMAIL_HOST_USER"], smtp["EMAIL_HOST_PASSWORD"]) == ("us@er", "p:s")
     assert smtp["EMAIL_USE_TLS"] and not smtp["EMAIL_USE_SSL"] and smtp["EMAIL_TIMEOUT"] == 30
     assert parse_email_url("smtps://mail.example.com")["EMAIL_PORT"] == 465
     assert parse_email_url("console:")["EMAIL_BACKEND"].endswith("console.EmailBackend")
