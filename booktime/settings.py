@@ -14,6 +14,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from booktime.email_url import parse_email_url
 from booktime.redis_topology import layer_hosts, parse_sentinels
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -270,6 +271,51 @@ WEBHOOKS_READ_TIMEOUT_SECONDS = env_int("WEBHOOKS_READ_TIMEOUT_SECONDS", 10, min
 WEBHOOKS_CONCURRENCY = env_int("WEBHOOKS_CONCURRENCY", 32, minimum=1)
 # The worker also scans this often without a wake-up (Redis down, missed signal).
 WEBHOOKS_POLL_MS = env_int("WEBHOOKS_POLL_MS", 1000, minimum=10)
+
+# --- E-mail and Web Push (notifications.email, notifications.push; docs/notifications.md)
+
+# console: prints e-mails (the development default); smtp://user:pass@host:587/?tls=1;
+# backend:anymail.backends.<esp>.EmailBackend (README). See booktime/email_url.py.
+EMAIL_URL = env_str("EMAIL_URL", "console:" if DEBUG else "smtp://localhost:25")
+try:
+    globals().update(parse_email_url(EMAIL_URL))
+except ValueError as exc:
+    raise ImproperlyConfigured(f"EMAIL_URL is not a valid e-mail URL: {exc}") from None
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "booktime <orders@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# django-anymail's settings: ANYMAIL_MAILGUN_API_KEY=... becomes ANYMAIL["MAILGUN_API_KEY"].
+ANYMAIL = {k.removeprefix("ANYMAIL_"): v for k, v in os.environ.items() if k.startswith("ANYMAIL_")}
+# The shop's name in e-mails and notifications, and the address links in them point at.
+SHOP_NAME = env_str("SHOP_NAME", "booktime")
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Which order statuses customers get an e-mail (and push notification) for.
+NOTIFY_CUSTOMER_STATUSES = env_list(
+    "NOTIFY_CUSTOMER_STATUSES", ["placed", "shipped", "delivered", "cancelled"]
+)
+_unknown = set(NOTIFY_CUSTOMER_STATUSES) - {
+    "placed", "paid", "packed", "shipped", "delivered", "cancelled", "returned"
+}  # fmt: skip
+if _unknown:
+    raise ImproperlyConfigured(f"NOTIFY_CUSTOMER_STATUSES: unknown status {sorted(_unknown)}")
+# A customer e-mail waits this long after its change; a newer change to the
+# same order within the wait replaces it (one e-mail for both).
+EMAIL_FOLD_SECONDS = env_int("EMAIL_FOLD_SECONDS", 60)
+# Staff new-order e-mails: off, each (one per order) or digest (every N minutes).
+EMAIL_STAFF_NEW_ORDERS = env_str("EMAIL_STAFF_NEW_ORDERS", "off")
+if EMAIL_STAFF_NEW_ORDERS not in ("off", "each", "digest"):
+    raise ImproperlyConfigured(
+        f"EMAIL_STAFF_NEW_ORDERS must be off, each or digest, got {EMAIL_STAFF_NEW_ORDERS!r}"
+    )
+EMAIL_STAFF_DIGEST_MINUTES = env_int("EMAIL_STAFF_DIGEST_MINUTES", 60, minimum=1)
+# An e-mail handed to the mail server by a worker that then stopped before
+# recording the outcome is marked "unknown" after this long, and not re-sent.
+EMAIL_SENDING_STUCK_SECONDS = env_int("EMAIL_SENDING_STUCK_SECONDS", 300, minimum=1)
+# Web Push (VAPID): ``manage.py create_vapid_keys`` prints these; push is off without them.
+VAPID_PUBLIC_KEY = env_str("VAPID_PUBLIC_KEY", "")
+VAPID_PRIVATE_KEY = env_secret("VAPID_PRIVATE_KEY", "") or ""
+VAPID_SUBJECT = env_str("VAPID_SUBJECT", "mailto:admin@localhost")
+# How long a push service keeps a notification for an offline browser.
+PUSH_TTL_SECONDS = env_int("PUSH_TTL_SECONDS", 24 * 3600)
 
 # --- Auth, sessions, security -------------------------------------------------
 

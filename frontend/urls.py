@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from frontend import views
+from frontend import notify_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -13,4 +13,7 @@ urlpatterns = [
     path("orders/<int:order_id>/", views.order_tracking, name="order_tracking"),
     path("track/<str:token>/", views.track_by_token, name="track_by_token"),
     path("staff/", views.staff_dashboard, name="staff_dashboard"),
+    path("preferences/", notify_views.notification_preferences, name="notification_preferences"),
+    path("unsubscribe/<str:token>/", notify_views.email_unsubscribe, name="email_unsubscribe"),
+    path("service-worker.js", notify_views.service_worker, name="service_worker"),
 ]

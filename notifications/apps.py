@@ -7,4 +7,5 @@ class NotificationsConfig(AppConfig):
 
     def ready(self) -> None:
         from notifications import checks, receivers  # noqa: F401  (connect signals, register checks)
+        from notifications.email import receivers as email_push_receivers  # noqa: F401
         from notifications.webhooks import receivers as webhook_receivers  # noqa: F401
