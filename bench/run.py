@@ -310,6 +310,7 @@ class Profiler:
         binary = Path(PYTHON).parent / "py-spy"
         self.out = out
         self.proc: subprocess.Popen[Any] | None = None
+        out.parent.mkdir(parents=True, exist_ok=True)
         if binary.exists() or shutil.which("py-spy"):
             self.proc = subprocess.Popen(
                 [
@@ -583,12 +584,15 @@ def run_churn(
     rows = seed["phases"]["churn"]
     servers = Servers(env, target, args.servers, f"{target}-churn-{transport}")
     clients: list[ClientProcess] = []
+    profiler: Profiler | None = None
     try:
         specs = specs_for(transport, args.churn, 0, rows, servers.ports, "", cursor)
         warm = specs_for(transport, 0, 1, rows, servers.ports, seed["staff_cookie"], cursor)
         clients = start_clients(
             env, specs, warm, args.client_procs, f"{target}-churn-{transport}-clients"
         )
+        if args.profile and target == "app" and transport in args.profile:
+            profiler = Profiler(servers.pids[0], RESULTS / f"profile-churn-{transport}.txt")
         cpu_before = servers.cpu()
         started = time.monotonic()
         for client in clients:
@@ -597,7 +601,10 @@ def run_churn(
         seconds = max(c["seconds"] for c in churned)
         tail = wait_idle(servers)
         done = sum(c["done"] for c in churned)
+        profile = profiler.finish() if profiler is not None else None
+        profiler = None
         return {
+            **({"profile_top": profile} if profile else {}),
             "clients": args.churn,
             "in_flight": args.in_flight,
             "done": done,
@@ -612,6 +619,8 @@ def run_churn(
             "errors": [e for c in churned for e in c["errors"]][:5],
         }
     finally:
+        if profiler is not None:
+            profiler.finish()
         for client in clients:
             client.close()
         servers.close()
