@@ -22,8 +22,6 @@ the bench's profiler (docs/performance.md):
   open socket. A ``send`` to an inbox channel from this process is delivered
   locally. ``new_channel`` itself is unchanged (the webhook wake-up uses it).
 
-It also tells ``notifications.log.NewestSeen`` each event id it passes on.
-
 Everything else (groups, publishing, reconnects) is the stock layer's.
 """
 
@@ -39,8 +37,6 @@ from channels_redis.pubsub import (
     RedisPubSubLoopLayer,
     RedisSingleShardConnection,
 )
-
-from notifications.log import NewestSeen
 
 logger = logging.getLogger(__name__)
 
@@ -67,9 +63,6 @@ class InboxShardConnection(RedisSingleShardConnection):
         except Exception:  # noqa: BLE001 - a foreign or corrupt message: drop it, keep reading
             logger.warning("dropping an undecodable message on %s", name, exc_info=True)
             return
-        event = decoded.get("event") if isinstance(decoded, dict) else None
-        if isinstance(event, dict):
-            NewestSeen.saw(event.get("id"))  # committed, so a lower bound of the newest id
         for channel_name in targets:
             queue = channels.get(channel_name)
             if queue is not None:

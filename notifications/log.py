@@ -75,36 +75,6 @@ def latest_event_id() -> int:
     return last or 0
 
 
-class NewestSeen:
-    """The highest event id this process has seen published (0: none yet).
-
-    Updated once per live event by the channel layer (``notifications.layers``).
-    Every event it names was committed, so it is a lower bound of the newest
-    id: enough for ``read_backlog`` to know that a cursor at or below it is not
-    from the future, without asking the database (issue 13: one query fewer per
-    long-poll request, WebSocket subscribe and SSE open).
-    """
-
-    value = 0
-
-    @classmethod
-    def saw(cls, event_id: Any) -> None:
-        if isinstance(event_id, int) and event_id > cls.value:
-            cls.value = event_id
-
-
-def newest_event_id_for(after: int) -> int:
-    """``latest_event_id()``, or a lower bound of it that is ``>= after``.
-
-    What ``read_backlog`` needs of the newest id: whether ``after`` is above it
-    (a reset), and how far the cursor may jump when nothing else matches; a
-    lower bound at or above ``after`` answers both correctly (the cursor jumps
-    less far, which costs nothing).
-    """
-    seen = NewestSeen.value
-    return seen if after <= seen else latest_event_id()
-
-
 def filter_events(subscription: Subscription | None, queryset: Any = None) -> Any:
     """Restrict an OrderEvent queryset to what ``subscription`` may see."""
     qs = OrderEvent.objects.all() if queryset is None else queryset
@@ -131,9 +101,9 @@ def read_backlog(
     Synchronous; async callers use ``database_sync_to_async``.
     """
     limit = limit or settings.BACKFILL_PAGE_SIZE
+    newest = latest_event_id()
     if after is None:
-        return Backlog(cursor=latest_event_id())
-    newest = newest_event_id_for(after)
+        return Backlog(cursor=newest)
     if after > newest or after < LogHorizon.pruned_through_id():
         return Backlog(cursor=newest, reset=True)
     qs = filter_events(subscription, queryset).filter(id__gt=after).order_by("id")
