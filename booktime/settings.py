@@ -189,7 +189,9 @@ if CHANNEL_LAYER == "memory":
 elif CHANNEL_LAYER == "pubsub":
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            # channels-redis's RedisPubSubChannelLayer, decoding each message once
+            # per process and writing into consumers' inboxes (notifications/layers.py).
+            "BACKEND": "notifications.layers.InboxPubSubChannelLayer",
             "CONFIG": {"hosts": _REDIS_HOSTS, "prefix": CHANNEL_LAYER_PREFIX},
         }
     }
