@@ -9,6 +9,16 @@ commit_ts], ...], "timeout": s}`` makes it wait until every subscription got
 exactly the ids it should (or the timeout) and print ``{"stage": "done",
 "results": ...}``; ``{"cmd": "close"}`` ends it. Idle runs skip ``expect``.
 
+``{"cmd": "open", "transport": "ws"}`` opens only that transport's connections
+(the memory scenario holds WebSockets, then opens SSE streams beside them).
+``{"cmd": "churn"}`` (instead of ``open``) connects, subscribes and
+disconnects every connection, ``in_flight`` at a time, and prints
+``{"stage": "churned", ...}``. ``{"cmd": "drop"}`` closes every open
+connection (as a deploy does); ``{"cmd": "storm", "events": ..., "in_flight":
+k}`` then reconnects them all at once, each from the last id it received, and
+prints ``{"stage": "settled", ...}`` once every one is subscribed again and has
+every event committed while it was away.
+
 Receipt times are ``time.time()`` taken when a frame is parsed, compared with
 the driver's commit times (same machine, same clock).
 """
@@ -67,6 +77,7 @@ class Tracker:
             wanted -= {event_id for event_id, _ in self.received.get(key, ())}
             expected[key] = wanted
         self.expected = expected
+        self.all_in = asyncio.Event()
         self.missing = sum(len(ids) for ids in expected.values())
         if self.missing == 0:
             self.all_in.set()
@@ -173,12 +184,31 @@ class Connection:
 
     def __init__(self, index: int, spec: dict[str, Any], tracker: Tracker) -> None:
         self.index = index
+        self.kind: str = spec["transport"]
         self.port: int = spec["port"]
         self.cookie: str = spec.get("cookie", "")
         self.streams: list[tuple[str, int]] = [(s, int(a)) for s, a in spec["streams"]]
         self.tracker = tracker
         self.tasks: list[asyncio.Task[Any]] = []
+        self.is_open = False
         tracker.transport[index] = spec["transport"]
+
+    def resume_from_received(self) -> None:
+        """Each stream's cursor becomes the newest id received on it (as a browser's)."""
+        self.streams = [
+            (
+                stream,
+                max(
+                    [after]
+                    + [
+                        event_id
+                        for event_id, _ in self.tracker.received.get((self.index, stream), ())
+                    ]
+                ),
+            )
+            for stream, after in self.streams
+        ]
+        self.tasks = []
 
     async def open(self) -> None:
         """Connect and subscribe; returns once the server accepted every stream."""
@@ -227,7 +257,8 @@ class WebSocketConnection(Connection):
                 self.subscribed.set()
 
     async def close(self) -> None:
-        await self.ws.close()
+        if getattr(self, "ws", None) is not None:
+            await self.ws.close()
         await super().close()
 
 
@@ -331,14 +362,26 @@ KINDS: dict[str, type[Connection]] = {
 }
 
 
-async def open_all(connections: list[Connection], tracker: Tracker) -> int:
-    """Open every connection, OPEN_CONCURRENCY at a time; returns how many failed."""
-    gate = asyncio.Semaphore(OPEN_CONCURRENCY)
+async def open_all(
+    connections: list[Connection],
+    tracker: Tracker,
+    in_flight: int = OPEN_CONCURRENCY,
+    then_close: bool = False,
+) -> int:
+    """Open every connection, ``in_flight`` at a time; returns how many failed.
+
+    ``then_close``: close each one as soon as it is subscribed (churn).
+    """
+    gate = asyncio.Semaphore(in_flight)
 
     async def one(conn: Connection) -> bool:
         async with gate:
             try:
                 await conn.open()
+                conn.is_open = True
+                if then_close:
+                    await conn.close()
+                    conn.is_open = False
                 return True
             except Exception as exc:  # noqa: BLE001 - counted and reported
                 tracker.errors.append(f"open {tracker.transport[conn.index]}: {exc!r}"[:300])
@@ -378,26 +421,67 @@ async def main(config_path: str) -> None:
         await conn.close()
     emit({"stage": "warm", "errors": warm_tracker.errors[:5]})
 
-    assert (await command())["cmd"] == "open"
     tracker = Tracker()
     connections = [
         KINDS[spec["transport"]](i, spec, tracker) for i, spec in enumerate(config["connections"])
     ]
-    started = time.monotonic()
-    failed = await open_all(connections, tracker)
     subscriptions = [(conn.index, stream) for conn in connections for stream, _ in conn.streams]
-    emit(
-        {
-            "stage": "ready",
-            "open": len(connections) - failed,
-            "failed": failed,
-            "open_seconds": round(time.monotonic() - started, 3),
-            "errors": tracker.errors[:5],
-        }
-    )
     while True:
         cmd = await command()
-        if cmd["cmd"] == "expect":
+        if cmd["cmd"] == "open":
+            chosen = [c for c in connections if cmd.get("transport") in (None, c.kind)]
+            started = time.monotonic()
+            failed = await open_all(chosen, tracker, cmd.get("in_flight", OPEN_CONCURRENCY))
+            emit(
+                {
+                    "stage": "ready",
+                    "open": len(chosen) - failed,
+                    "failed": failed,
+                    "open_seconds": round(time.monotonic() - started, 3),
+                    "errors": tracker.errors[:5],
+                }
+            )
+        elif cmd["cmd"] == "churn":
+            started = time.monotonic()
+            failed = await open_all(
+                connections, tracker, cmd.get("in_flight", OPEN_CONCURRENCY), then_close=True
+            )
+            emit(
+                {
+                    "stage": "churned",
+                    "done": len(connections) - failed,
+                    "failed": failed,
+                    "seconds": round(time.monotonic() - started, 3),
+                    "errors": tracker.errors[:5],
+                }
+            )
+        elif cmd["cmd"] == "drop":
+            await asyncio.gather(*(conn.close() for conn in connections), return_exceptions=True)
+            for conn in connections:
+                conn.is_open = False
+                conn.resume_from_received()
+            emit({"stage": "dropped"})
+        elif cmd["cmd"] == "storm":
+            events = cmd["events"]
+            tracker.expect(subscriptions, events)
+            started = time.monotonic()
+            failed = await open_all(connections, tracker, cmd.get("in_flight", OPEN_CONCURRENCY))
+            reopened = time.monotonic() - started
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(tracker.all_in.wait(), cmd["timeout"])
+            emit(
+                {
+                    "stage": "settled",
+                    "open": len(connections) - failed,
+                    "failed": failed,
+                    "reopen_seconds": round(reopened, 3),
+                    "settle_seconds": round(time.monotonic() - started, 3),
+                    "results": tracker.results(subscriptions, events),
+                    "resets": tracker.resets,
+                    "errors": tracker.errors[:5],
+                }
+            )
+        elif cmd["cmd"] == "expect":
             events = cmd["events"]
             tracker.expect(subscriptions, events)
             with contextlib.suppress(TimeoutError):

@@ -242,6 +242,28 @@ def summarize_latency(latencies: list[float]) -> dict[str, float]:
     }
 
 
+def latency_cdf(latencies: list[float], points: int = 200) -> list[float]:
+    """``points + 1`` evenly spaced quantiles (0 … 100 %), for the CDF chart."""
+    ordered = sorted(latencies)
+    if not ordered:
+        return []
+    last = len(ordered) - 1
+    return [round(ordered[round(last * k / points)], 2) for k in range(points + 1)]
+
+
+def wait_idle(servers: Servers, timeout: float = 60.0) -> float:
+    """Seconds until the servers' CPU use falls below 5 % of a core over 0.25 s."""
+    started = time.monotonic()
+    before = servers.cpu()
+    while time.monotonic() - started < timeout:
+        time.sleep(0.25)  # sampling CPU use, not waiting for a result
+        now = servers.cpu()
+        if now - before < 0.05 * 0.25 * len(servers.ps):
+            return round(time.monotonic() - started - 0.25, 3)
+        before = now
+    return round(timeout, 3)
+
+
 def specs_for(
     transport: str,
     count: int,
@@ -291,6 +313,7 @@ class Profiler:
         binary = Path(PYTHON).parent / "py-spy"
         self.out = out
         self.proc: subprocess.Popen[Any] | None = None
+        out.parent.mkdir(parents=True, exist_ok=True)
         if binary.exists() or shutil.which("py-spy"):
             self.proc = subprocess.Popen(
                 [
@@ -353,10 +376,20 @@ def run_phase(
     seed: dict[str, Any],
     cursor: int,
     idle: int = 0,
+    *,
+    rows: list[list[Any]] | None = None,
+    rate: float | None = None,
+    events: int | None = None,
+    label: str | None = None,
 ) -> dict[str, Any]:
-    """One measured run of one transport against one target on fresh servers."""
-    label = f"{target}-{'idle-' if idle else ''}{transport}"
-    rows = seed["phases"]["idle" if idle else transport]
+    """One measured run of one transport against one target on fresh servers.
+
+    ``rows``, ``rate`` and ``events`` override the phase's orders and load
+    (the ceiling search steps them).
+    """
+    label = label or f"{target}-{'idle-' if idle else ''}{transport}"
+    if rows is None:
+        rows = seed["phases"]["idle" if idle else transport]
     servers = Servers(env, target, args.servers, label)
     clients: list[ClientProcess] = []
     profiler: Profiler | None = None
@@ -400,8 +433,8 @@ def run_phase(
         plan = {
             "mode": target,
             "orders": [[row[0], row[1]] for row in rows_for_driver],
-            "events": args.events,
-            "rate": args.rate,
+            "events": events or args.events,
+            "rate": rate or args.rate,
             "first_id": cursor + 1,
         }
         if args.profile and target == "app" and transport in args.profile:
@@ -438,6 +471,8 @@ def run_phase(
             totals["resets"] += message["resets"]
             result["errors"] += message["errors"]
         first_commit = min((e[2] for e in events), default=0.0)
+        # What the driver offered, per second, over its own run (the ceiling's x axis).
+        offered = totals["expected"] / driven["seconds"] if driven["seconds"] else 0.0
         window = (last_receipt - first_commit) if last_receipt else 0.0
         deliveries = totals["deliveries"]
         result.update(
@@ -452,6 +487,8 @@ def run_phase(
                 "unexpected": totals["unexpected"],
                 "resets": totals["resets"],
                 "latency_ms": summarize_latency(latencies),
+                "latency_cdf_ms": latency_cdf(latencies),
+                "offered_deliveries_per_s": round(offered, 1),
                 "deliveries_per_s": round(deliveries / window, 1) if window > 0 else 0.0,
                 "server_cpu_s": round(server_cpu, 3),
                 "cpu_s_per_1k_deliveries": round(1000 * server_cpu / max(deliveries, 1), 4),
@@ -471,6 +508,301 @@ def run_phase(
         for client in clients:
             client.close()
         servers.close()
+
+
+# --- capacity scenarios (memory held together, churn, reconnect storm, ceiling) ------
+
+
+def start_clients(
+    env: Env, specs: list[dict[str, Any]], warmup: list[dict[str, Any]], procs: int, label: str
+) -> list[ClientProcess]:
+    """Client processes sharing ``specs``, each warmed up with one connection per kind."""
+    procs = max(1, min(procs, len(specs)))
+    clients = [
+        ClientProcess(env, {"connections": specs[i::procs], "warmup": warmup}, f"{label}{i}")
+        for i in range(procs)
+    ]
+    for client in clients:
+        client.wait("warm", 120)
+    return clients
+
+
+def run_held(
+    env: Env, args: argparse.Namespace, target: str, seed: dict[str, Any], cursor: int
+) -> dict[str, Any]:
+    """The memory scenario: ``--idle-ws`` WebSockets, then ``--idle-sse`` SSE
+    streams opened beside them, all held open at once on the same servers.
+
+    RSS per connection of each kind is the growth while that kind opened.
+    """
+    rows = seed["phases"]["idle"]
+    servers = Servers(env, target, args.servers, f"{target}-held")
+    clients: list[ClientProcess] = []
+    out: dict[str, Any] = {}
+    try:
+        specs: list[dict[str, Any]] = []
+        for kind, count in (("ws", args.idle_ws), ("sse", args.idle_sse)):
+            specs += specs_for(kind, count, 0, rows, servers.ports, "", cursor)
+        warm = [
+            specs_for(kind, 0, 1, rows, servers.ports, seed["staff_cookie"], cursor)[0]
+            for kind in ("ws", "sse")
+        ]
+        clients = start_clients(env, specs, warm, args.client_procs, f"{target}-held-clients")
+        for kind, count in (("ws", args.idle_ws), ("sse", args.idle_sse)):
+            if not count:
+                continue
+            rss_before = servers.rss()
+            for client in clients:
+                client.send({"cmd": "open", "transport": kind})
+            ready = [client.wait("ready", 120 + count / 20) for client in clients]
+            rss_after = servers.rss()
+            opened = sum(r["open"] for r in ready)
+            out[f"idle_{kind}"] = {
+                "connections": opened,
+                "failed_connections": sum(r["failed"] for r in ready),
+                "open_seconds": max(r["open_seconds"] for r in ready),
+                "connects_per_s": round(opened / max(r["open_seconds"] for r in ready), 1),
+                "rss_before_mb": round(rss_before / 2**20, 2),
+                "rss_after_open_mb": round(rss_after / 2**20, 2),
+                "rss_per_connection_kb": round((rss_after - rss_before) / 1024 / max(opened, 1), 2),
+                "held_with": {k: v["connections"] for k, v in out.items()},
+                "errors": [e for r in ready for e in r["errors"]][:5],
+            }
+        return out
+    finally:
+        for client in clients:
+            client.close()
+        servers.close()
+
+
+def run_churn(
+    env: Env,
+    args: argparse.Namespace,
+    target: str,
+    transport: str,
+    seed: dict[str, Any],
+    cursor: int,
+) -> dict[str, Any]:
+    """``--churn N``: N clients connect, subscribe with a cursor and disconnect,
+    ``--in-flight`` at a time. Connects/s, and the time until the server is idle again."""
+    rows = seed["phases"]["churn"]
+    servers = Servers(env, target, args.servers, f"{target}-churn-{transport}")
+    clients: list[ClientProcess] = []
+    profiler: Profiler | None = None
+    try:
+        specs = specs_for(transport, args.churn, 0, rows, servers.ports, "", cursor)
+        warm = specs_for(transport, 0, 1, rows, servers.ports, seed["staff_cookie"], cursor)
+        clients = start_clients(
+            env, specs, warm, args.client_procs, f"{target}-churn-{transport}-clients"
+        )
+        if args.profile and target == "app" and transport in args.profile:
+            profiler = Profiler(servers.pids[0], RESULTS / f"profile-churn-{transport}.txt")
+        cpu_before = servers.cpu()
+        started = time.monotonic()
+        for client in clients:
+            client.send({"cmd": "churn", "in_flight": args.in_flight})
+        churned = [client.wait("churned", 300 + args.churn / 10) for client in clients]
+        seconds = max(c["seconds"] for c in churned)
+        tail = wait_idle(servers)
+        done = sum(c["done"] for c in churned)
+        profile = profiler.finish() if profiler is not None else None
+        profiler = None
+        return {
+            **({"profile_top": profile} if profile else {}),
+            "clients": args.churn,
+            "in_flight": args.in_flight,
+            "done": done,
+            "failed_connections": sum(c["failed"] for c in churned),
+            "seconds": seconds,
+            "connects_per_s": round(done / seconds, 1) if seconds else 0.0,
+            "settle_seconds": round(time.monotonic() - started, 3),
+            "settle_tail_seconds": tail,
+            "server_cpu_ms_per_connect": round(
+                1000 * (servers.cpu() - cpu_before) / max(done, 1), 3
+            ),
+            "errors": [e for c in churned for e in c["errors"]][:5],
+        }
+    finally:
+        if profiler is not None:
+            profiler.finish()
+        for client in clients:
+            client.close()
+        servers.close()
+
+
+def run_storm(
+    env: Env, args: argparse.Namespace, target: str, seed: dict[str, Any], cursor: int
+) -> dict[str, Any]:
+    """``--storm N``: N WebSocket clients with cursors are connected; all drop (a
+    deploy), one change per order is committed meanwhile, and all reconnect at
+    once (``--in-flight`` handshakes at a time), each from its last id. Settled
+    = every client subscribed again and holding every change it missed."""
+    rows = seed["phases"]["storm"]
+    servers = Servers(env, target, args.servers, f"{target}-storm")
+    clients: list[ClientProcess] = []
+    try:
+        specs = specs_for("ws", args.storm, 0, rows, servers.ports, "", cursor)
+        warm = specs_for("ws", 0, 1, rows, servers.ports, seed["staff_cookie"], cursor)
+        clients = start_clients(env, specs, warm, args.client_procs, f"{target}-storm-clients")
+        for client in clients:
+            client.send({"cmd": "open", "in_flight": args.in_flight})
+        ready = [client.wait("ready", 300 + args.storm / 10) for client in clients]
+        for client in clients:
+            client.send({"cmd": "drop"})
+        for client in clients:
+            client.wait("dropped", 120)
+        plan = {
+            "mode": target,
+            "orders": [[row[0], row[1]] for row in rows],
+            "events": len(rows),  # one change per order: every client missed one
+            "rate": 1000.0,
+            "first_id": cursor + 1,
+        }
+        driven = json.loads(
+            env.python("bench.driver", env.write(f"{target}-storm-plan.json", plan))
+        )
+        events = driven["events"]
+        cpu_before = servers.cpu()
+        for client in clients:
+            client.send(
+                {
+                    "cmd": "storm",
+                    "events": events,
+                    "in_flight": args.in_flight,
+                    "timeout": 300 + args.storm / 10,
+                }
+            )
+        settled = [client.wait("settled", 400 + args.storm / 5) for client in clients]
+        totals: Counter[str] = Counter()
+        for message in settled:
+            stats = message["results"].get("ws", {})
+            for key in ("deliveries", "expected", "lost", "duplicated", "unexpected"):
+                totals[key] += stats.get(key, 0)
+        settle = max(m["settle_seconds"] for m in settled)
+        return {
+            "clients": args.storm,
+            "in_flight": args.in_flight,
+            "first_open_seconds": max(r["open_seconds"] for r in ready),
+            "events_missed": len(events),
+            "reconnected": sum(m["open"] for m in settled),
+            "failed_connections": sum(m["failed"] for m in settled),
+            "reopen_seconds": max(m["reopen_seconds"] for m in settled),
+            "settle_seconds": settle,
+            "reconnects_per_s": round(args.storm / settle, 1) if settle else 0.0,
+            "server_cpu_ms_per_reconnect": round(
+                1000 * (servers.cpu() - cpu_before) / max(args.storm, 1), 3
+            ),
+            "expected_deliveries": totals["expected"],
+            "deliveries": totals["deliveries"],
+            "lost": totals["lost"],
+            "duplicated": totals["duplicated"],
+            "unexpected": totals["unexpected"],
+            "resets": sum(m["resets"] for m in settled),
+            "max_event_id": max((e[0] for e in events), default=cursor),
+            "errors": [e for m in settled for e in m["errors"]][:5],
+        }
+    finally:
+        for client in clients:
+            client.close()
+        servers.close()
+
+
+def fanout_per_event(args: argparse.Namespace) -> float:
+    """Deliveries per change in the ceiling's layout: customers per order + staff."""
+    return args.ws / args.orders + args.staff
+
+
+def step_passes(phase: dict[str, Any], args: argparse.Namespace) -> bool:
+    """The SLO: p99 within ``--slo-ms``, and ``--on-time`` of the offered rate
+    delivered (nothing lost, nothing queued up behind the run)."""
+    offered = phase.get("offered_deliveries_per_s") or 0.0
+    return bool(
+        phase.get("lost", 1) == 0
+        and phase.get("duplicated", 1) == 0
+        and phase["latency_ms"]["p99"] <= args.slo_ms
+        and phase["deliveries_per_s"] >= args.on_time * offered
+    )
+
+
+def run_ceiling(
+    env: Env, args: argparse.Namespace, target: str, seed: dict[str, Any], cursor: int
+) -> tuple[dict[str, Any], int]:
+    """``--ceiling``: step the offered load (WebSocket fan-out, ``--ws`` customers on
+    ``--orders`` orders + ``--staff`` staff) until the SLO breaks, refine between
+    the last pass and the first failure, then run once at 1.1x the ceiling."""
+    sets = iter(seed["phases"][name] for name in sorted(seed["phases"]) if name.startswith("ceil"))
+    fanout = fanout_per_event(args)
+    steps: list[dict[str, Any]] = []
+
+    def step(offered: float) -> dict[str, Any]:
+        nonlocal cursor
+        rate = offered / fanout
+        rows = next(sets)
+        events = int(min(len(rows) * 4, max(50, rate * args.step_seconds)))
+        print(f"bench: {target} ceiling step {offered:,.0f} deliveries/s offered", flush=True)
+        phase = run_phase(
+            env, args, target, "ws", seed, cursor if target == "app" else 0,
+            rows=rows, rate=rate, events=events, label=f"{target}-ceil{len(steps)}",
+        )  # fmt: skip
+        if target == "app":
+            cursor = max(cursor, phase["max_event_id"])
+        phase["target_offered_deliveries_per_s"] = round(offered, 1)
+        phase["passes"] = step_passes(phase, args)
+        phase.pop("latency_cdf_ms", None)
+        steps.append(phase)
+        return phase
+
+    passed: float | None = None
+    failed: float | None = None
+    offered = args.ceiling_start
+    for _ in range(args.ceiling_steps):
+        if step(offered)["passes"]:
+            passed = offered
+            if failed is not None:
+                break  # came down from a failing start: the bracket is found
+            offered *= args.ceiling_factor
+        else:
+            failed = offered
+            if passed is not None:
+                break
+            offered /= args.ceiling_factor  # the start was already too much: step down
+    for _ in range(args.ceiling_refine):
+        if passed is None or failed is None:
+            break
+        middle = (passed * failed) ** 0.5
+        if step(middle)["passes"]:
+            passed = middle
+        else:
+            failed = middle
+    # The ceiling is the highest *achieved* offered rate among passing steps.
+    good = [s for s in steps if s["passes"]]
+    ceiling = max((s["offered_deliveries_per_s"] for s in good), default=0.0)
+    over: dict[str, Any] | None = None
+    if ceiling:
+        over = step(1.1 * ceiling)
+        over["over_ceiling"] = True
+    return {
+        "fanout_per_event": round(fanout, 2),
+        "slo": {"p99_ms": args.slo_ms, "on_time": args.on_time},
+        "ceiling_deliveries_per_s": round(ceiling, 1),
+        "first_failure_deliveries_per_s": round(failed, 1) if failed else None,
+        "at_1_1x": (
+            {
+                k: over[k]
+                for k in (
+                    "offered_deliveries_per_s",
+                    "deliveries_per_s",
+                    "latency_ms",
+                    "lost",
+                    "duplicated",
+                    "passes",
+                )
+            }  # fmt: skip
+            if over
+            else None
+        ),
+        "steps": steps,
+    }, cursor
 
 
 # --- reporting -------------------------------------------------------------------
@@ -565,6 +897,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="py-spy the (first) app server in these phases; top frames go to the JSON",
     )
+    parser.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="find the fan-out ceiling (WebSocket: --ws customers on --orders orders + --staff)",
+    )
+    parser.add_argument(
+        "--ceiling-start", type=float, default=1000.0, help="first offered deliveries/s"
+    )
+    parser.add_argument("--ceiling-factor", type=float, default=1.4, help="step multiplier")
+    parser.add_argument("--ceiling-steps", type=int, default=10, help="at most this many steps")
+    parser.add_argument("--ceiling-refine", type=int, default=2, help="bisections after a failure")
+    parser.add_argument("--step-seconds", type=float, default=5.0, help="length of each step")
+    parser.add_argument("--slo-ms", type=float, default=50.0, help="the ceiling's p99 bound")
+    parser.add_argument(
+        "--on-time", type=float, default=0.98, help="share of the offered rate to deliver"
+    )
+    parser.add_argument(
+        "--churn", type=int, metavar="N", default=0, help="N connect+subscribe+disconnect"
+    )
+    parser.add_argument(
+        "--churn-transports", nargs="*", choices=["ws", "sse"], default=["ws", "sse"]
+    )
+    parser.add_argument(
+        "--storm", type=int, metavar="N", default=0, help="N WebSocket clients reconnect at once"
+    )
+    parser.add_argument("--storm-orders", type=int, default=1000, help="orders the storm follows")
+    parser.add_argument(
+        "--in-flight", type=int, default=100, help="handshakes in flight (churn, storm)"
+    )
+    parser.add_argument("--plot", metavar="DIR", help="write PNG charts (needs the bench extra)")
     parser.add_argument("--json", default=str(RESULTS / "latest.json"), help="output file")
     parser.add_argument(
         "--webhooks",
@@ -587,6 +949,48 @@ def raise_fd_limit() -> int:
     return soft
 
 
+def scenario_ratio(app: dict[str, Any], baseline: dict[str, Any], key: str) -> float | None:
+    a, b = app.get(key), baseline.get(key)
+    return (
+        round(a / b, 2) if isinstance(a, int | float) and isinstance(b, int | float) and b else None
+    )
+
+
+def scenario_table(scenarios: dict[str, Any]) -> str:
+    """The capacity scenarios, app against baseline."""
+    lines = []
+    shown = {
+        "churn_ws": ["connects_per_s", "settle_seconds", "server_cpu_ms_per_connect"],
+        "churn_sse": ["connects_per_s", "settle_seconds", "server_cpu_ms_per_connect"],
+        "storm": ["reopen_seconds", "settle_seconds", "lost", "duplicated"],
+        "ceiling": ["ceiling_deliveries_per_s", "first_failure_deliveries_per_s"],
+    }
+    for name, keys in shown.items():
+        if name not in scenarios:
+            continue
+        pair = scenarios[name]
+        lines.append(f"\n== {name} ==")
+        lines.append(f"{'':28} {'app':>12} {'baseline':>12} {'ratio':>8}")
+        for key in keys:
+            a = pair.get("app", {}).get(key)
+            b = pair.get("baseline", {}).get(key)
+            r = scenario_ratio(pair.get("app", {}), pair.get("baseline", {}), key)
+            lines.append(
+                f"{key:28} {a if a is not None else '-':>12} {b if b is not None else '-':>12} "
+                f"{f'{r:.2f}x' if r is not None else '-':>8}"
+            )
+        if name == "ceiling":
+            for target in ("app", "baseline"):
+                over = pair.get(target, {}).get("at_1_1x")
+                if over:
+                    lines.append(
+                        f"{target} at 1.1x: offered {over['offered_deliveries_per_s']:,.0f}/s, "
+                        f"p50 {over['latency_ms']['p50']} ms, p99 {over['latency_ms']['p99']} ms, "
+                        f"lost {over['lost']}"
+                    )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     given = sys.argv[1:] if argv is None else argv
     if any(arg == "--webhooks" or arg.startswith("--webhooks=") for arg in given):
@@ -595,7 +999,10 @@ def main(argv: list[str] | None = None) -> int:
         return webhooks_main(given)
     args = parse_args(argv)
     fd_limit = raise_fd_limit()
-    transports = [t for t in TRANSPORTS if getattr(args, t) > 0]
+    scenario_mode = bool(args.ceiling or args.churn or args.storm)
+    # --ceiling, --churn and --storm run only their scenarios (--ws etc. are the
+    # ceiling's layout there); --idle-ws/--idle-sse run alongside anything.
+    transports = [] if scenario_mode else [t for t in TRANSPORTS if getattr(args, t) > 0]
     steps = 4  # placed -> paid -> packed -> shipped -> delivered
     per_phase = max(args.orders, -(-args.events // steps))
     idle = max(args.idle_ws, args.idle_sse)
@@ -610,14 +1017,24 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),
+            "load_average": os.getloadavg(),
         },
         "baseline_server": "daphne (bench.baseline:application, plain Redis pub/sub)",
         "phases": {target: {} for target in targets},
+        "scenarios": {},
     }
+    scenarios = results["scenarios"]
     try:
         phases = dict.fromkeys(transports, per_phase)
         if idle:
             phases["idle"] = max(1, min(idle, args.orders))
+        if args.churn:
+            phases["churn"] = max(1, min(args.churn, args.orders))
+        if args.storm:
+            phases["storm"] = args.storm_orders
+        if args.ceiling:
+            for k in range(args.ceiling_steps + args.ceiling_refine + 1):
+                phases[f"ceil{k:02d}"] = args.orders
         print(f"bench: seeding {sum(phases.values())} orders in {workdir}", flush=True)
         seed_env = env.env | {"CHANNEL_LAYER": "memory"}
         seed = json.loads(
@@ -633,15 +1050,40 @@ def main(argv: list[str] | None = None) -> int:
                 results["phases"][target][transport] = phase
                 if target == "app":
                     cursor = max(cursor, phase["max_event_id"])
-        for kind, count in (("ws", args.idle_ws), ("sse", args.idle_sse)):
-            if count:
-                for target in targets:
-                    print(f"bench: {target} idle {kind} x{count} ...", flush=True)
-                    results["phases"][target][f"idle_{kind}"] = run_phase(
-                        env, args, target, kind, seed, cursor if target == "app" else 0, idle=count
-                    )
+        if idle:
+            for target in targets:
+                print(
+                    f"bench: {target} held: {args.idle_ws} WS + {args.idle_sse} SSE ...", flush=True
+                )
+                held = run_held(env, args, target, seed, cursor if target == "app" else 0)
+                results["phases"][target].update(held)
+        for transport in args.churn_transports if args.churn else ():
+            for target in targets:
+                print(f"bench: {target} churn {transport} x{args.churn} ...", flush=True)
+                scenarios.setdefault(f"churn_{transport}", {})[target] = run_churn(
+                    env, args, target, transport, seed, cursor if target == "app" else 0
+                )
+        if args.storm:
+            for target in targets:
+                print(f"bench: {target} reconnect storm x{args.storm} ...", flush=True)
+                storm = run_storm(env, args, target, seed, cursor if target == "app" else 0)
+                scenarios.setdefault("storm", {})[target] = storm
+                if target == "app":
+                    cursor = max(cursor, storm["max_event_id"])
+        if args.ceiling:
+            for target in targets:
+                found, cursor_after = run_ceiling(
+                    env, args, target, seed, cursor if target == "app" else 0
+                )
+                scenarios.setdefault("ceiling", {})[target] = found
+                if target == "app":
+                    cursor = cursor_after
     finally:
         env.close()
+    for pair in scenarios.values():
+        if "app" in pair and "baseline" in pair:
+            keys = [k for k, v in pair["app"].items() if isinstance(v, int | float)]
+            pair["ratios"] = {k: scenario_ratio(pair["app"], pair["baseline"], k) for k in keys}
     if "baseline" in results["phases"]:
         results["ratios"] = {
             phase: ratios(results["phases"]["app"][phase], results["phases"]["baseline"][phase])
@@ -649,23 +1091,44 @@ def main(argv: list[str] | None = None) -> int:
             if phase in results["phases"]["baseline"]
         }
     every = [p for t in results["phases"].values() for p in t.values()]
+    every += [
+        r
+        for name, pair in scenarios.items()
+        for target, r in pair.items()
+        if target in TARGETS and name != "ceiling"
+    ]
     results["totals"] = {
         key: sum(p.get(key, 0) for p in every)
         for key in ("lost", "duplicated", "unexpected", "failed_connections")
     }
+    # Past the ceiling a step may fail its SLO, but it must still lose nothing.
+    for pair in (scenarios.get("ceiling") or {}).values():
+        for step in pair.get("steps", []) if isinstance(pair, dict) else []:
+            for key in ("lost", "duplicated", "unexpected"):
+                results["totals"][key] += step.get(key, 0)
     results["ok"] = not any(results["totals"].values())
     results["seconds"] = round(time.time() - started, 1)
     if "baseline" in results["phases"]:
         print(table(results))
+        print(scenario_table(scenarios))
     else:
-        print(json.dumps(results["phases"], indent=1))
+        print(json.dumps({"phases": results["phases"], "scenarios": scenarios}, indent=1)[:20000])
     for target, phases_ in results["phases"].items():
         for name, phase in phases_.items():
             for error in phase.get("errors", []):
                 print(f"  {target} {name}: {error}")
+    for name, pair in scenarios.items():
+        for target, r in pair.items():
+            for error in r.get("errors", []) if isinstance(r, dict) else []:
+                print(f"  {target} {name}: {error}")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
+    if args.plot:
+        from bench.plot import plot_results
+
+        for path in plot_results([results], Path(args.plot)):
+            print(f"bench: chart {path}")
     print(f"\nbench: {'OK' if results['ok'] else 'FAILED'} in {results['seconds']}s -> {out}")
     if results["ok"]:
         shutil.rmtree(workdir, ignore_errors=True)

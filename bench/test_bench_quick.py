@@ -64,3 +64,62 @@ def test_quick_bench_completes_without_loss_or_duplicates(tmp_path: Path) -> Non
         assert phases["idle_ws"]["connections"] == 20
     for transport in ("ws", "sse", "poll", "idle_ws"):
         assert "rss_per_connection_kb" in results["ratios"][transport]
+
+
+@pytest.mark.live
+@pytest.mark.timeout(240)
+def test_capacity_scenarios_run_end_to_end(tmp_path: Path) -> None:
+    """Churn, reconnect storm, ceiling search and charts, tiny: shapes, not figures."""
+    out = tmp_path / "capacity.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--churn",
+            "20",
+            "--churn-transports",
+            "ws",
+            "--storm",
+            "30",
+            "--storm-orders",
+            "10",
+            "--ceiling",
+            "--ws",
+            "20",
+            "--orders",
+            "10",
+            "--staff",
+            "1",
+            "--ceiling-start",
+            "100",
+            "--ceiling-steps",
+            "1",
+            "--ceiling-refine",
+            "0",
+            "--step-seconds",
+            "1",
+            "--plot",
+            str(tmp_path / "charts"),
+            "--json",
+            str(out),
+        ],  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=220,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    scenarios = results["scenarios"]
+    for target in ("app", "baseline"):
+        churn = scenarios["churn_ws"][target]
+        assert churn["done"] == 20 and churn["connects_per_s"] > 0
+        storm = scenarios["storm"][target]
+        assert storm["reconnected"] == 30
+        assert storm["deliveries"] == storm["expected_deliveries"] == 30
+        assert storm["lost"] == storm["duplicated"] == 0
+        ceiling = scenarios["ceiling"][target]
+        assert ceiling["steps"] and all(step["lost"] == 0 for step in ceiling["steps"])
+    assert (tmp_path / "charts" / "connects.png").exists()
+    assert (tmp_path / "charts" / "ceiling.png").exists()

@@ -19,6 +19,8 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from booktime.health import health_routes  # noqa: E402
+from booktime.logging import RequestIdMiddleware  # noqa: E402
 from booktime.origin import OriginValidator  # noqa: E402
 from notifications.routing import http_urlpatterns, websocket_urlpatterns  # noqa: E402
 
@@ -28,3 +30,6 @@ application = ProtocolTypeRouter(
         "websocket": OriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+# Health, readiness and metrics answer ahead of everything (booktime/health.py);
+# every request and connection gets its log id (booktime/logging.py).
+application = RequestIdMiddleware(health_routes(application))

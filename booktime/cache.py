@@ -35,7 +35,7 @@ def _fail_open(fallback: Any) -> Callable[[F], F]:
         def wrapper(self: FailOpenRedisCache, *args: Any, **kwargs: Any) -> Any:
             try:
                 result = method(self, *args, **kwargs)
-            except RedisError as exc:
+            except (RedisError, OSError) as exc:
                 if not self.failing:
                     self.failing = True
                     logger.warning("Cache unavailable (limits paused): %s", exc)

@@ -15,6 +15,9 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from booktime.email_url import parse_email_url
+from booktime.redis_topology import layer_hosts, parse_sentinels
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -189,8 +192,13 @@ CHANNEL_LAYER_PREFIX = env_str("CHANNEL_LAYER_PREFIX", "booktime")
 CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 1000, minimum=1)
 CHANNEL_LAYER_EXPIRY = env_int("CHANNEL_LAYER_EXPIRY", 60, minimum=1)
 
-# A Redis that does not answer must not hold up a save for long.
-_REDIS_HOST = {"address": REDIS_URL, "socket_connect_timeout": 2}
+# High availability: a master watched by Sentinel (host:port list); or shards:
+# several independent Redis servers the channel layer spreads groups over.
+# Not both. booktime/redis_topology.py builds the connections; README "Deploying".
+REDIS_SENTINELS = parse_sentinels(env_list("REDIS_SENTINELS", []))
+REDIS_MASTER_NAME = env_str("REDIS_MASTER_NAME", "booktime")
+REDIS_URLS = env_list("REDIS_URLS", [])
+_REDIS_HOSTS = layer_hosts(REDIS_URL, REDIS_URLS, REDIS_SENTINELS, REDIS_MASTER_NAME)
 # RedisChannelLayer only: how long a Redis read may take. Its receive blocks
 # in BZPOPMIN for 5 s (channels-redis's brpop_timeout); at or below that —
 # redis-py's default is 5 s — every idle receive failed with "Timeout reading
@@ -217,8 +225,10 @@ if CHANNEL_LAYER == "memory":
 elif CHANNEL_LAYER == "pubsub":
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [_REDIS_HOST], "prefix": CHANNEL_LAYER_PREFIX},
+            # channels-redis's RedisPubSubChannelLayer, decoding each message once
+            # per process and writing into consumers' inboxes (notifications/layers.py).
+            "BACKEND": "notifications.layers.InboxPubSubChannelLayer",
+            "CONFIG": {"hosts": _REDIS_HOSTS, "prefix": CHANNEL_LAYER_PREFIX},
         }
     }
 elif CHANNEL_LAYER == "redis":
@@ -226,7 +236,10 @@ elif CHANNEL_LAYER == "redis":
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [{**_REDIS_HOST, "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT}],
+                "hosts": [
+                    {**host, "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT}
+                    for host in _REDIS_HOSTS
+                ],
                 "prefix": CHANNEL_LAYER_PREFIX,
                 "capacity": CHANNEL_LAYER_CAPACITY,
                 "expiry": CHANNEL_LAYER_EXPIRY,
@@ -244,7 +257,8 @@ else:
 # Shared by every process through Redis, so a limit holds however many daphne
 # processes serve the site. booktime.cache.FailOpenRedisCache answers "not
 # cached" while Redis is down: limits pause, requests (and saves) go on.
-# Local memory only for a one-process set-up without Redis.
+# Local memory only for a one-process set-up without Redis. Sessions stay in
+# the database (a cached session would outlive its deletion: revocation).
 CACHE_KEY_PREFIX = env_str("CACHE_KEY_PREFIX", f"{CHANNEL_LAYER_PREFIX}:cache")
 if CHANNEL_LAYER == "memory" and not _REDIS_URL_GIVEN:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -254,7 +268,13 @@ else:
             "BACKEND": "booktime.cache.FailOpenRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": CACHE_KEY_PREFIX,
-            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1}
+            # The Sentinel's current master instead of LOCATION (booktime/redis_topology.py).
+            | (
+                {"pool_class": "booktime.redis_topology.SentinelCachePool"}
+                if REDIS_SENTINELS
+                else {}
+            ),
         }
     }
 
@@ -325,6 +345,51 @@ WEBHOOKS_CONCURRENCY = env_int("WEBHOOKS_CONCURRENCY", 32, minimum=1)
 # The worker also scans this often without a wake-up (Redis down, missed signal).
 WEBHOOKS_POLL_MS = env_int("WEBHOOKS_POLL_MS", 1000, minimum=10)
 
+# --- E-mail and Web Push (notifications.email, notifications.push; docs/notifications.md)
+
+# console: prints e-mails (the development default); smtp://user:pass@host:587/?tls=1;
+# backend:anymail.backends.<esp>.EmailBackend (README). See booktime/email_url.py.
+EMAIL_URL = env_str("EMAIL_URL", "console:" if DEBUG else "smtp://localhost:25")
+try:
+    globals().update(parse_email_url(EMAIL_URL))
+except ValueError as exc:
+    raise ImproperlyConfigured(f"EMAIL_URL is not a valid e-mail URL: {exc}") from None
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "booktime <orders@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# django-anymail's settings: ANYMAIL_MAILGUN_API_KEY=... becomes ANYMAIL["MAILGUN_API_KEY"].
+ANYMAIL = {k.removeprefix("ANYMAIL_"): v for k, v in os.environ.items() if k.startswith("ANYMAIL_")}
+# The shop's name in e-mails and notifications, and the address links in them point at.
+SHOP_NAME = env_str("SHOP_NAME", "booktime")
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Which order statuses customers get an e-mail (and push notification) for.
+NOTIFY_CUSTOMER_STATUSES = env_list(
+    "NOTIFY_CUSTOMER_STATUSES", ["placed", "shipped", "delivered", "cancelled"]
+)
+_unknown = set(NOTIFY_CUSTOMER_STATUSES) - {
+    "placed", "paid", "packed", "shipped", "delivered", "cancelled", "returned"
+}  # fmt: skip
+if _unknown:
+    raise ImproperlyConfigured(f"NOTIFY_CUSTOMER_STATUSES: unknown status {sorted(_unknown)}")
+# A customer e-mail waits this long after its change; a newer change to the
+# same order within the wait replaces it (one e-mail for both).
+EMAIL_FOLD_SECONDS = env_int("EMAIL_FOLD_SECONDS", 60)
+# Staff new-order e-mails: off, each (one per order) or digest (every N minutes).
+EMAIL_STAFF_NEW_ORDERS = env_str("EMAIL_STAFF_NEW_ORDERS", "off")
+if EMAIL_STAFF_NEW_ORDERS not in ("off", "each", "digest"):
+    raise ImproperlyConfigured(
+        f"EMAIL_STAFF_NEW_ORDERS must be off, each or digest, got {EMAIL_STAFF_NEW_ORDERS!r}"
+    )
+EMAIL_STAFF_DIGEST_MINUTES = env_int("EMAIL_STAFF_DIGEST_MINUTES", 60, minimum=1)
+# An e-mail handed to the mail server by a worker that then stopped before
+# recording the outcome is marked "unknown" after this long, and not re-sent.
+EMAIL_SENDING_STUCK_SECONDS = env_int("EMAIL_SENDING_STUCK_SECONDS", 300, minimum=1)
+# Web Push (VAPID): ``manage.py create_vapid_keys`` prints these; push is off without them.
+VAPID_PUBLIC_KEY = env_str("VAPID_PUBLIC_KEY", "")
+VAPID_PRIVATE_KEY = env_secret("VAPID_PRIVATE_KEY", "") or ""
+VAPID_SUBJECT = env_str("VAPID_SUBJECT", "mailto:admin@localhost")
+# How long a push service keeps a notification for an offline browser.
+PUSH_TTL_SECONDS = env_int("PUSH_TTL_SECONDS", 24 * 3600)
+
 # --- Auth, sessions, security -------------------------------------------------
 
 # Failed sign-ins (frontend and admin) per username and per client address,
@@ -365,7 +430,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Where ``collectstatic`` puts the files nginx serves (deploy/nginx/booktime.conf).
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 # Serve app static files straight from the apps (no collectstatic needed), in
 # development and production alike; WhiteNoise caches them in memory.
 WHITENOISE_USE_FINDERS = True
@@ -419,19 +485,35 @@ SPECTACULAR_SETTINGS = {
 # --- Logging ------------------------------------------------------------------
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+# "text" (readable lines) or "json" (one object per line, with the request or
+# connection id; booktime/logging.py).
+LOG_FORMAT = env_str("LOG_FORMAT", "text")
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, got {LOG_FORMAT!r}")
+_LOG_FORMATTER = "json" if LOG_FORMAT == "json" else "plain"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    # A hostile request Django refuses (bad Host header, too many form fields:
-    # the ``django.security`` loggers) is one line, not a traceback.
-    "filters": {"without_traceback": {"()": "booktime.errors.WithoutTraceback"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "booktime.logging.JsonFormatter"},
+    },
+    "filters": {
+        "request_id": {"()": "booktime.logging.RequestIdFilter"},
+        # A hostile request Django refuses (bad Host header, too many form
+        # fields: the ``django.security`` loggers) is one line, not a traceback.
+        "without_traceback": {"()": "booktime.errors.WithoutTraceback"},
+    },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": _LOG_FORMATTER,
+            "filters": ["request_id"],
+        },
         "console_one_line": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
-            "filters": ["without_traceback"],
+            "formatter": _LOG_FORMATTER,
+            "filters": ["request_id", "without_traceback"],
         },
     },
     "root": {"handlers": ["console"], "level": "WARNING"},
@@ -446,3 +528,13 @@ LOGGING = {
         "daphne.server": {"level": "INFO"},
     },
 }
+
+# --- Production: cache, health, metrics, log format ---------------------------
+
+# /readyz fails while the oldest unpublished event is older than this.
+READY_MAX_PUBLISH_LAG_SECONDS = env_int("READY_MAX_PUBLISH_LAG_SECONDS", 30, minimum=1)
+# /metrics answers a request bearing "Authorization: Bearer <METRICS_TOKEN>",
+# or one from these addresses that did not come through a proxy (default:
+# loopback). booktime/health.py.
+METRICS_TOKEN = env_secret("METRICS_TOKEN", None)
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"])

@@ -32,11 +32,11 @@ class DaphneServer(HttpServerProcess):
     The listening socket is bound here and handed over with ``--fd``
     (``HttpServerProcess``): daphne's own "Listening on" log line is
     swallowed once Django configures logging, so it cannot serve as the
-    signal; ready once the application answers ``GET /-/ready``.
+    signal; ready once the application answers ``GET /healthz``.
     """
 
     START_TIMEOUT_SECONDS = DAPHNE_START_TIMEOUT_SECONDS
-    READY_PATH = "/-/ready"
+    READY_PATH = "/healthz"
 
     def __init__(
         self,

@@ -74,7 +74,7 @@ def run(env: dict[str, str], host: str, port: int, animate: float | None) -> int
                 "booktime.asgi:application",
             ],
             [sys.executable, "manage.py", "publish_pending"],
-            [sys.executable, "manage.py", "deliver"],  # webhooks (docs/webhooks.md)
+            [sys.executable, "manage.py", "deliver"],  # webhooks, e-mail, push
         ]
         if animate:
             commands.append([sys.executable, "manage.py", "seed_demo", "--animate", str(animate)])
@@ -90,6 +90,9 @@ def run(env: dict[str, str], host: str, port: int, animate: float | None) -> int
             f"  {base}/api/docs/  REST API docs (OpenAPI at /api/schema/)",
             flush=True,
         )
+        if env.get("EMAIL_URL", "console:") == "console:":
+            print("booktime: e-mail uses the console backend: the deliver worker prints each")
+            print("  e-mail here instead of sending it (set EMAIL_URL to send; README)", flush=True)
         # Wake up on Ctrl-C or when any child dies (it would otherwise go unnoticed).
         while not stop.wait(0.5):
             exited = [c for c in children if c.poll() is not None]
@@ -123,9 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     env.setdefault("DEBUG", "1")
     env.setdefault("DJANGO_SETTINGS_MODULE", "booktime.settings")
     env.setdefault("WEBHOOKS_ALLOW_PRIVATE_NETWORKS", "1")  # local test receivers
+    env.setdefault("EMAIL_URL", "console:")  # e-mails printed by the deliver worker
     env["PYTHONUNBUFFERED"] = "1"
     if args.command == "setup":
         return setup(env)
+    env.setdefault("SITE_URL", f"http://{args.host}:{args.port}")  # links in e-mails
     return run(env, args.host, args.port, args.animate)
 
 

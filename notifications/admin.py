@@ -138,3 +138,7 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         for delivery in queryset:
             deliveries.resend(delivery)
         self.message_user(request, f"{queryset.count()} delivery(ies) queued again.")
+
+
+# E-mail and Web Push (their own module, docs/notifications.md).
+from notifications.email import admin as email_admin  # noqa: E402, F401

@@ -7,6 +7,7 @@ class NotificationsConfig(AppConfig):
 
     def ready(self) -> None:
         from notifications import access, checks, receivers  # noqa: F401  (connect signals, register checks)
+        from notifications.email import receivers as email_push_receivers  # noqa: F401
         from notifications.webhooks import receivers as webhook_receivers  # noqa: F401
 
         access.connect_signals()

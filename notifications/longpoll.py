@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 
 from booktime.errors import ClientError
-from notifications import slots
+from notifications import metrics, slots
 from notifications.http import StreamingHttpConsumer
 from notifications.log import parse_cursor
 from notifications.resume import Outgoing
@@ -72,6 +72,7 @@ class LongPollConsumer(StreamingHttpConsumer):
         self.slot = await slots.take("poll", self.scope, cap, slots.poll_slot_ttl())
         if self.slot is None:
             raise ClientError("too_many_polls", f"at most {cap} long-polls open at once per client")
+        metrics.LONGPOLLS_HELD.inc()
 
     async def answer_after(self, timeout: int, followed: Any) -> None:
         await asyncio.sleep(timeout)
@@ -109,6 +110,7 @@ class LongPollConsumer(StreamingHttpConsumer):
     def release_slot(self) -> None:
         if self.slot is not None:
             slots.release(self.slot)
+            metrics.LONGPOLLS_HELD.dec()
             self.slot = None
 
     # -- FollowingMixin hooks -----------------------------------------------

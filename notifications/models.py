@@ -25,5 +25,11 @@ class LogHorizon(models.Model):
         return row or 0
 
 
-# Webhook endpoints and their delivery log live in their own module.
+# Webhooks, e-mail and Web Push keep their rows in their own modules.
+from notifications.email.models import (  # noqa: E402, F401
+    EmailMessage,
+    EmailPreferences,
+    OutboundCursor,
+)
+from notifications.push.models import PushMessage, PushSubscription  # noqa: E402, F401
 from notifications.webhooks.models import WebhookDelivery, WebhookEndpoint  # noqa: E402, F401

@@ -21,6 +21,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 from django.utils import timezone
 
+from notifications import metrics
 from notifications.streams import group_names_for_event
 from orders.models import OrderEvent
 
@@ -150,6 +151,7 @@ def publish_pending(up_to: int | None = None, limit: int = MAX_BATCH) -> int:
         OrderEvent.objects.filter(
             id__in=[e.id for e in events[:sent]], published_at__isnull=True
         ).update(published_at=timezone.now())
+        metrics.published(events[:sent])
     if error is not None:
         outage_log.failed(error)
     else:

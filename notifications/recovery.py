@@ -33,12 +33,14 @@ import itertools
 import logging
 import random
 import weakref
-from typing import Any
+from typing import Any, NamedTuple
 
 from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
-from channels.utils import await_many_dispatch
 from django.conf import settings
+
+from booktime import redis_topology
+from notifications import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -87,23 +89,52 @@ class RecoveryMixin:
         # Same as channels.consumer.AsyncConsumer.__call__, but the layer
         # receive retries through Redis outages instead of killing the
         # connection, and the local inbox is a third message source.
+        #
+        # [perf, issue 13] One inbox per consumer instead of channels'
+        # await_many_dispatch, which creates a task per source per message and
+        # an asyncio.wait over all of them (profiled: most of a consumer's cost
+        # per delivery under fan-out, and two extra tasks held per idle
+        # connection). Every source puts into ``local_messages``; the loop below
+        # takes them in arrival order. With the default pubsub layer
+        # (notifications.layers) the layer writes into that queue itself, so only
+        # the client's ASGI receive needs a pump task; other layers get a pump
+        # for their receive too.
         self.scope = scope
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        self.channel_name = await self.channel_layer.new_channel()
-        self.channel_receive = self.receive_from_layer
         self.base_send = send
         self.setup_state(send)
+        metrics.connection_opened(self)
+        inbox = self.local_messages
+        new_inbox_channel = getattr(self.channel_layer, "new_inbox_channel", None)
+        pumps: list[asyncio.Task] = []
+        if new_inbox_channel is not None:
+            self.channel_name = new_inbox_channel(inbox)
+        else:
+            self.channel_name = await self.channel_layer.new_channel()
+            pumps.append(asyncio.create_task(pump(self.receive_from_layer, inbox)))
+        self.channel_receive = self.receive_from_layer
+        pumps.append(asyncio.create_task(pump(receive, inbox)))
         try:
-            await await_many_dispatch(
-                [receive, self.channel_receive, self.local_messages.get], self.dispatch
-            )
+            while True:
+                message = await inbox.get()
+                if isinstance(message, SourceFailed):
+                    raise message.error
+                await self.dispatch(message)
         except StopConsumer:
             pass
         finally:
+            for task in pumps:
+                task.cancel()
+            for task in pumps:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
             # However the consumer ended, it leaves its groups (the pubsub
             # layer keeps memberships in this process until told).
             with contextlib.suppress(Exception):
                 await self.unfollow_all()
+            metrics.connection_closed(self)
+            if new_inbox_channel is not None:
+                self.channel_layer.release_inbox_channel(self.channel_name)
 
     async def receive_from_layer(self) -> dict[str, Any]:
         """The next layer message; while Redis is down, retry, then report recovery."""
@@ -220,6 +251,30 @@ class RecoveryMixin:
             self.rejoin_later()
 
 
+class SourceFailed(NamedTuple):
+    """A message source of a consumer raised: the consumer's loop re-raises it."""
+
+    error: BaseException
+
+
+# The last message the ASGI server sends a consumer; nothing follows it.
+FINAL_MESSAGES = frozenset({"websocket.disconnect", "http.disconnect"})
+
+
+async def pump(source: Any, inbox: asyncio.Queue) -> None:
+    """Move messages from ``source()`` into ``inbox`` until the final one."""
+    try:
+        while True:
+            message = await source()
+            inbox.put_nowait(message)
+            if message.get("type") in FINAL_MESSAGES:
+                return
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - handed to the consumer's loop
+        inbox.put_nowait(SourceFailed(exc))
+
+
 class LayerWatchdog:
     """Per event loop: probe Redis, and after a restart or outage tell consumers.
 
@@ -262,9 +317,7 @@ class LayerWatchdog:
             self.task = None
 
     async def _watch(self) -> None:
-        import redis.asyncio as aioredis
-
-        client = aioredis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=2)
+        client = redis_topology.watch_client()  # follows a Sentinel failover; every shard
         try:
             while self.channels:
                 # Probe first: the run id seen when the first stream opens is
@@ -291,6 +344,7 @@ class LayerWatchdog:
         self.was_down = False
 
     async def announce_recovery(self) -> None:
+        metrics.LAYER_RECOVERIES.inc()
         try:
             await resubscribe_pubsub(get_channel_layer())
         except Exception:  # noqa: BLE001 - the consumers' own re-join retries

@@ -24,6 +24,7 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 
 from booktime.errors import OUTAGE_ERRORS, Unavailable
+from notifications import metrics
 from notifications.access import AccessMixin
 from notifications.backpressure import buffered_bytes, drained, is_backed_up, transport_of
 from notifications.log import LiveCursor, latest_event_id, read_backlog
@@ -101,8 +102,10 @@ class FollowingMixin(RecoveryMixin, AccessMixin):
                 buffered_bytes(self.transport),
             )
             await self.cut_off()
+            metrics.cut_off(self)
             return
         await self.send_events(subscription, events)
+        metrics.delivered(self, len(events))
 
     # -- following -----------------------------------------------------------
 
@@ -121,6 +124,7 @@ class FollowingMixin(RecoveryMixin, AccessMixin):
         # Before ``joined``: a change the client makes once it sees the stream
         # open is heard (notifications.access).
         await self.watch_access()
+        metrics.subscribed(subscription)
         await self.joined(subscription)
         try:
             await self.backfill(followed, after)
@@ -130,7 +134,7 @@ class FollowingMixin(RecoveryMixin, AccessMixin):
         return followed
 
     async def unfollow(self, group: str) -> None:
-        self.followed.pop(group, None)
+        metrics.unsubscribed(self.followed.pop(group, None))
         try:
             await self.channel_layer.group_discard(group, self.channel_name)
         except Exception:  # noqa: BLE001 - layer down; the group entry expires
@@ -152,6 +156,7 @@ class FollowingMixin(RecoveryMixin, AccessMixin):
             if page.reset:
                 followed.cursor.advance(page.cursor)
                 await self.send_reset(followed.subscription, page.cursor)
+                metrics.reset(self)
                 return
             fresh = followed.cursor.accept_many(page.events)
             if fresh:

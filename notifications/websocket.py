@@ -31,6 +31,7 @@ from django.conf import settings
 
 from booktime.errors import ClientError
 from booktime.limits import InputError, load_json
+from notifications import metrics
 from notifications.access import SIGNED_OUT_CLOSE_CODE, PrincipalEnded
 from notifications.auth import tracking_token_for
 from notifications.log import parse_cursor
@@ -47,6 +48,7 @@ class LiveConsumer(FollowingMixin, AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         """Accept everyone: each subscribe is authorized on its own."""
         await self.accept()
+        metrics.HANDSHAKES.inc()
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         if "token" in query:  # access logs keep URLs: never a credential there
             error = ClientError(

@@ -1,6 +1,9 @@
-# Sourced by scripts/run and scripts/test: make .venv and install what is
-# missing (skipped when everything imports, so it also works offline).
-# $1: the pip extra to install ("" for the app only, "test" for the suite).
+# Sourced by scripts/run and scripts/test: make .venv and install the locked
+# dependencies (requirements/*.txt, exact versions with hashes), then the
+# project itself, editable. Skipped when .venv was last installed from this
+# same lock file, so it also works offline.
+# $1: "" for the app only, "test" for the suite and its tools.
+# Refreshing the lock: see docs/development.md ("Dependencies").
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
     if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
@@ -10,14 +13,13 @@ if [ ! -x .venv/bin/python ]; then
     echo "booktime: creating .venv with $("$PYTHON" --version)"
     "$PYTHON" -m venv .venv
 fi
-_booktime_modules='django, channels, daphne, channels_redis, rest_framework, drf_spectacular, drf_spectacular_sidecar, whitenoise, dj_database_url, psycopg, redis, standardwebhooks, aiohttp'
-_booktime_target='.'
-if [ "${1:-}" = "test" ]; then
-    _booktime_modules="$_booktime_modules, pytest, pytest_django, pytest_asyncio, pytest_timeout, httpx, websockets, playwright, hypothesis, schemathesis, psutil, ruff"
-    _booktime_target='.[test]'
-fi
-if ! .venv/bin/python -c "import $_booktime_modules" 2>/dev/null; then
-    echo "booktime: installing dependencies into .venv"
-    .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e "$_booktime_target"
+_booktime_lock=requirements/app.txt
+[ "${1:-}" = "test" ] && _booktime_lock=requirements/test.txt
+_booktime_stamp=".venv/.booktime-$(basename "$_booktime_lock" .txt)-lock"
+_booktime_sum="$(pwd) $(cat "$_booktime_lock" pyproject.toml | cksum)"
+if [ "$(cat "$_booktime_stamp" 2>/dev/null)" != "$_booktime_sum" ]; then
+    echo "booktime: installing $_booktime_lock into .venv"
+    .venv/bin/python -m pip install --quiet --require-hashes -r "$_booktime_lock"
+    .venv/bin/python -m pip install --quiet --no-deps -e .
+    echo "$_booktime_sum" > "$_booktime_stamp"
 fi

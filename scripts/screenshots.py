@@ -1,4 +1,4 @@
-"""Refresh docs/screenshots/ (tracking page, staff dashboard) from the browser test.
+"""Refresh docs/screenshots/ (tracking page, staff dashboard, e-mail, push) from the browser tests.
 
 Usage: .venv/bin/python scripts/screenshots.py
 Runs frontend/tests/test_screenshots.py against a real daphne and Redis with
@@ -19,7 +19,8 @@ def main() -> int:
     out = ROOT / "docs" / "screenshots"
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "BOOKTIME_SCREENSHOT_DIR": str(out)}
-    command = [sys.executable, "-m", "pytest", "-q", "frontend/tests/test_screenshots.py"]
+    tests = ["frontend/tests/test_screenshots.py", "frontend/tests/test_push_notifications.py"]
+    command = [sys.executable, "-m", "pytest", "-q", *tests]
     return subprocess.call(command, cwd=ROOT, env=env)
 
 

@@ -36,7 +36,9 @@ class OutboundChannel(ABC):
 
 
 def channel_classes() -> list[type[OutboundChannel]]:
-    """Every channel the worker runs (add e-mail, push here)."""
+    """Every channel the worker runs."""
+    from notifications.email.channel import EmailChannel
+    from notifications.push.channel import PushChannel
     from notifications.webhooks.channel import WebhookChannel
 
-    return [WebhookChannel]
+    return [WebhookChannel, EmailChannel, PushChannel]

@@ -80,6 +80,13 @@ def _point_channel_layer_at(redis_url: str | None, prefix: str) -> None:
 
     os.environ["CHANNEL_LAYER_PREFIX"] = prefix
     settings.CHANNEL_LAYER_PREFIX = prefix
+    # The cache's keys live under the run's prefix too (deleted with it).
+    os.environ["CACHE_KEY_PREFIX"] = f"{prefix}cache"
+    cache_config = settings.CACHES["default"]
+    if "KEY_PREFIX" in cache_config or "LOCATION" in cache_config:
+        cache_config["KEY_PREFIX"] = f"{prefix}cache"
+        if redis_url is not None:
+            cache_config["LOCATION"] = redis_url
     config = settings.CHANNEL_LAYERS["default"].setdefault("CONFIG", {})
     if settings.CHANNEL_LAYER in ("redis", "pubsub"):
         config["prefix"] = prefix
@@ -145,6 +152,20 @@ def delete_prefixed_keys(redis_url: str, prefix: str) -> int:
         client.close()
 
 
+def clear_cache() -> None:
+    """Empty Django's cache: only this run's keys (RedisCache.clear() would flush
+    the whole Redis database, other runs' keys included)."""
+    from django.conf import settings
+    from django.core.cache import cache, caches
+
+    config = settings.CACHES["default"]
+    if "REDIS" in config["BACKEND"].upper():
+        caches["default"].close()
+        delete_prefixed_keys(config["LOCATION"], config["KEY_PREFIX"])
+    else:
+        cache.clear()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Letters, digits and dashes only: safe in a SCAN pattern and in group names.
     prefix = f"bt-test-{os.getpid()}-{secrets.token_hex(4)}-"
@@ -206,6 +227,17 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [f"booktime: redis {where}, channel-layer prefix {config.stash[_prefix_key]}"]
 
 
+def _deselect_topology_unless_asked(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``topology`` run only when selected (``-m topology``): scripts/test
+    runs them as a step of their own, after the main passes."""
+    if "topology" in (config.option.markexpr or ""):
+        return
+    deselected = [item for item in items if item.get_closest_marker("topology")]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not item.get_closest_marker("topology")]
+
+
 def _database_is_postgres() -> bool:
     from django.conf import settings
 
@@ -213,6 +245,7 @@ def _database_is_postgres() -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _deselect_topology_unless_asked(config, items)
     if _database_is_postgres():
         return
     selected, deselected = [], []
@@ -523,12 +556,11 @@ def make_order(products: list[Any]) -> Callable[..., Any]:
 def api_as(request: pytest.FixtureRequest, db: None) -> Callable[[str], Any]:
     """Factory: ``api_as("alice_token")`` -> a DRF ``APIClient`` acting as that principal
     (the names are ``tests.support.api.PRINCIPALS``)."""
-    from django.core.cache import cache
     from rest_framework.test import APIClient
 
     from tests.support.api import PRINCIPALS, session_client, token_client
 
-    cache.clear()  # throttle history: user and token ids repeat across tests
+    clear_cache()  # throttle history: user and token ids repeat across tests
 
     def make(principal: str) -> APIClient:
         fixture, how = PRINCIPALS[principal]

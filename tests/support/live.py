@@ -124,11 +124,11 @@ class FollowerError(Exception):
 
 
 class ResumingFollower:
-    """Follows one stream over WebSocket (``"ws"``) or SSE (``"sse"``) like a real client.
+    """Follows one stream over WebSocket (``"ws"``), SSE (``"sse"``) or long-poll (``"poll"``).
 
     When the connection drops it reconnects, trying the next server of
     ``servers`` in turn (a load balancer's job), and resumes from its cursor:
-    ``after`` in the WebSocket ``subscribe``, ``Last-Event-ID`` for SSE.
+    ``after`` in the WebSocket ``subscribe``, ``Last-Event-ID`` for SSE, ``after`` for long-poll.
     ``received`` keeps every event frame as it came (duplicates included, for
     tests to check); ``events`` keeps each id once, as the browser client does.
     Used by the server-kill and reconnect-storm tests.
@@ -144,8 +144,8 @@ class ResumingFollower:
         after: int | None = 0,
         token: str | None = None,
     ) -> None:
-        if transport not in ("ws", "sse"):
-            raise ValueError("transport must be 'ws' or 'sse'")
+        if transport not in ("ws", "sse", "poll"):
+            raise ValueError("transport must be 'ws', 'sse' or 'poll'")
         self.servers = list(servers)
         self.stream = stream
         self.transport = transport
@@ -222,8 +222,10 @@ class ResumingFollower:
             try:
                 if self.transport == "ws":
                     await self._follow_ws(server)
-                else:
+                elif self.transport == "sse":
                     await self._follow_sse(server)
+                else:
+                    await self._follow_poll(server)
                 delay = 0.05  # a clean end: reconnect at once
             except FollowerError as exc:
                 self.error = exc
@@ -294,6 +296,35 @@ class ResumingFollower:
                     self.cursor = cursor
                 elif frame.event.startswith("order."):
                     self._accept(frame.json())
+
+    async def _follow_poll(self, server: DaphneServer) -> None:
+        """Long-poll from the cursor, again and again; a 5xx or a refusal moves on."""
+        import httpx
+
+        async with httpx.AsyncClient(
+            base_url=server.url, cookies=self.cookies, timeout=httpx.Timeout(30.0)
+        ) as client:
+            first = True
+            while True:
+                params: dict[str, Any] = {"stream": self.stream, "timeout": 10}
+                if self.cursor is not None:
+                    params["after"] = self.cursor
+                if self.token is not None:
+                    params["token"] = self.token
+                response = await client.get("/events/poll/", params=params)
+                if response.status_code >= 500:
+                    raise OSError(f"HTTP {response.status_code} from {server.url}")
+                if response.status_code != 200:
+                    raise FollowerError(f"HTTP {response.status_code}: {response.text}")
+                if first:
+                    self.connections.append(server)
+                    first = False
+                answer = response.json()
+                if answer.get("reset"):
+                    self.resets.append(answer["cursor"])
+                for envelope in answer["events"]:
+                    self._accept(envelope)
+                self.cursor = answer["cursor"]
 
 
 # -- channel-layer state, seen from Redis ------------------------------------------
