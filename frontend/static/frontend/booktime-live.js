@@ -223,7 +223,9 @@
     },
 
     _goOffline: function () {
-      if (this.stopped) return;
+      // Signed out is final: going offline (and back online) must not turn
+      // it into 'offline' and then a futile reconnect.
+      if (this.stopped || this.state === 'signed_out') return;
       this._teardown();
       this._setState('offline', null);
     },

@@ -69,7 +69,13 @@
     }, 7000);
   }
 
-  var STATE_TEXT = { connecting: 'Connecting…', reconnecting: 'Reconnecting…', offline: 'Offline', idle: 'Not connected' };
+  var STATE_TEXT = {
+    connecting: 'Connecting…',
+    reconnecting: 'Reconnecting…',
+    offline: 'Offline',
+    idle: 'Not connected',
+    signed_out: 'Signed out — sign in again',
+  };
   var TRANSPORT_TEXT = { ws: 'WebSocket', sse: 'server-sent events', poll: 'long-poll' };
 
   function showConnection(state, transport) {
@@ -77,7 +83,14 @@
     if (!conn) return;
     conn.dataset.state = state;
     conn.dataset.transport = state === 'live' ? transport : '';
-    $('.conn-text', conn).textContent = state === 'live' ? 'Live · ' + TRANSPORT_TEXT[transport] : STATE_TEXT[state] || state;
+    var text = $('.conn-text', conn);
+    text.textContent = state === 'live' ? 'Live · ' + TRANSPORT_TEXT[transport] : STATE_TEXT[state] || state;
+    if (state === 'signed_out' && conn.dataset.loginUrl) {
+      // Final state (no retry): the way out is signing in again, back to this page.
+      var next = window.location.pathname + window.location.search;
+      text.textContent = 'Signed out — ';
+      text.appendChild(el('a', { href: conn.dataset.loginUrl + '?next=' + encodeURIComponent(next) }, 'sign in again'));
+    }
   }
 
   /** Follow the page's stream; `handlers` has onEvent(env) and reload(cursor). */
