@@ -13,8 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import mixins, permissions, serializers, status, viewsets
-from rest_framework.authentication import SessionAuthentication
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
@@ -23,28 +22,45 @@ from rest_framework.response import Response
 from notifications.webhooks import deliveries
 from notifications.webhooks.models import DeliveryState, WebhookDelivery, WebhookEndpoint
 from notifications.webhooks.safety import UnsafeURL, validate_url
-from orders.api.common import StrictPagination
-from orders.api.permissions import DEFAULT_THROTTLES, ThrottledTokenAuthentication
-from orders.api.serializers import ErrorSerializer
+from orders.api.common import (
+    COMMON_ERRORS,
+    NOT_MODIFIED,
+    ApiMixin,
+    StrictPagination,
+    conditional_response,
+    errors,
+    weak_etag,
+)
+from orders.api.permissions import IsStaff
 from orders.models import EventType
 
 MAX_ID = 10**18 - 1
 ID_PATTERN = r"[0-9]{1,18}"
-COMMON_ERRORS = {code: ErrorSerializer for code in (401, 403, 429, 503)}
-NOT_FOUND = {404: ErrorSerializer}
-BAD_INPUT = {400: ErrorSerializer}
+API_ERRORS = errors(*COMMON_ERRORS)
+NOT_FOUND = errors(404)
+BAD_INPUT = errors(400)
 
 
-class IsStaffUser(permissions.BasePermission):
+class IsStaffUser(IsStaff):
     """Webhooks send every order's data out: staff only, for reading too."""
 
     message = "Only staff may manage webhooks."
 
-    def has_permission(self, request: Request, view: Any) -> bool:
-        return bool(request.user and request.user.is_authenticated and request.user.is_staff)
-
 
 # --- serializers ------------------------------------------------------------------
+
+# What the delivery worker keeps up to date: shown, never written by clients.
+ENDPOINT_STATE_FIELDS = [
+    "disabled_reason",
+    "created_at",
+    "updated_at",
+    "last_success_at",
+    "last_failure_at",
+    "failing_since",
+    "consecutive_failures",
+    "retry_at",
+    "disabled_at",
+]
 
 
 class WebhookEndpointSerializer(serializers.ModelSerializer):
@@ -59,33 +75,8 @@ class WebhookEndpointSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = WebhookEndpoint
-        fields = [
-            "id",
-            "url",
-            "description",
-            "event_types",
-            "enabled",
-            "disabled_reason",
-            "created_at",
-            "updated_at",
-            "last_success_at",
-            "last_failure_at",
-            "failing_since",
-            "consecutive_failures",
-            "retry_at",
-            "disabled_at",
-        ]
-        read_only_fields = [
-            "disabled_reason",
-            "created_at",
-            "updated_at",
-            "last_success_at",
-            "last_failure_at",
-            "failing_since",
-            "consecutive_failures",
-            "retry_at",
-            "disabled_at",
-        ]
+        fields = ["id", "url", "description", "event_types", "enabled", *ENDPOINT_STATE_FIELDS]
+        read_only_fields = ENDPOINT_STATE_FIELDS
 
     def validate_url(self, value: str) -> str:
         try:
@@ -177,23 +168,29 @@ class DeliveryPagination(StrictPagination):
 
 
 @extend_schema_view(
-    list=extend_schema(responses={200: WebhookEndpointSerializer(many=True), **COMMON_ERRORS}),
+    list=extend_schema(responses={200: WebhookEndpointSerializer(many=True), **API_ERRORS}),
     retrieve=extend_schema(
-        responses={200: WebhookEndpointSerializer, **NOT_FOUND, **COMMON_ERRORS}
+        responses={
+            200: WebhookEndpointSerializer,
+            304: NOT_MODIFIED,
+            **NOT_FOUND,
+            **API_ERRORS,
+        }
     ),
     create=extend_schema(
-        responses={201: WebhookEndpointCreatedSerializer, **BAD_INPUT, **COMMON_ERRORS}
+        responses={201: WebhookEndpointCreatedSerializer, **BAD_INPUT, **API_ERRORS}
     ),
     update=extend_schema(
-        responses={200: WebhookEndpointSerializer, **BAD_INPUT, **NOT_FOUND, **COMMON_ERRORS}
+        responses={200: WebhookEndpointSerializer, **BAD_INPUT, **NOT_FOUND, **API_ERRORS}
     ),
     partial_update=extend_schema(
-        responses={200: WebhookEndpointSerializer, **BAD_INPUT, **NOT_FOUND, **COMMON_ERRORS}
+        responses={200: WebhookEndpointSerializer, **BAD_INPUT, **NOT_FOUND, **API_ERRORS}
     ),
-    destroy=extend_schema(responses={204: None, **NOT_FOUND, **COMMON_ERRORS}),
+    destroy=extend_schema(responses={204: None, **NOT_FOUND, **API_ERRORS}),
 )
 @extend_schema(tags=["webhooks"])
 class WebhookEndpointViewSet(
+    ApiMixin,
     mixins.ListModelMixin,
     mixins.CreateModelMixin,
     mixins.RetrieveModelMixin,
@@ -203,9 +200,9 @@ class WebhookEndpointViewSet(
 ):
     """Webhook endpoints (staff only). ``enabled: false`` disables one; ``true`` resumes it."""
 
-    authentication_classes = [ThrottledTokenAuthentication, SessionAuthentication]
+    # Authentication, throttles (before permissions) and the error shape are
+    # the API's (ApiMixin); only who may call differs.
     permission_classes = [IsStaffUser]
-    throttle_classes = DEFAULT_THROTTLES
     serializer_class = WebhookEndpointSerializer
     lookup_value_regex = ID_PATTERN
     queryset = WebhookEndpoint.objects.order_by("id")
@@ -214,6 +211,11 @@ class WebhookEndpointViewSet(
         if self.action == "create":
             return WebhookEndpointCreatedSerializer
         return WebhookEndpointSerializer
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """One endpoint and its delivery state. Send If-None-Match to poll cheaply."""
+        data = self.get_serializer(self.get_object()).data
+        return conditional_response(request, data, weak_etag(data))
 
     def perform_create(self, serializer: Any) -> None:
         latest = deliveries.latest_event_id()
@@ -230,7 +232,7 @@ class WebhookEndpointViewSet(
 
     @extend_schema(
         request=None,
-        responses={200: SecretSerializer, **NOT_FOUND, **COMMON_ERRORS},
+        responses={200: SecretSerializer, **NOT_FOUND, **API_ERRORS},
     )
     @action(detail=True, methods=["post"])
     def rotate(self, request: Request, pk: str | None = None) -> Response:
@@ -248,7 +250,7 @@ class WebhookEndpointViewSet(
 
     @extend_schema(
         request=ReplaySerializer,
-        responses={202: ReplayResultSerializer, **BAD_INPUT, **NOT_FOUND, **COMMON_ERRORS},
+        responses={202: ReplayResultSerializer, **BAD_INPUT, **NOT_FOUND, **API_ERRORS},
     )
     @action(detail=True, methods=["post"])
     def replay(self, request: Request, pk: str | None = None) -> Response:
@@ -271,14 +273,15 @@ class WebhookEndpointViewSet(
         ],
         responses={
             200: DeliveryPageSerializer,
+            304: NOT_MODIFIED,
             **BAD_INPUT,
             **NOT_FOUND,
-            **COMMON_ERRORS,
+            **API_ERRORS,
         },
     )
     @action(detail=True, methods=["get"], pagination_class=DeliveryPagination)
     def deliveries(self, request: Request, pk: str | None = None) -> Response:
-        """The endpoint's delivery log, newest event first."""
+        """The endpoint's delivery log, newest event first. If-None-Match polls cheaply."""
         endpoint = self.get_object()
         query = DeliveryQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -286,11 +289,12 @@ class WebhookEndpointViewSet(
         if "state" in query.validated_data:
             qs = qs.filter(state=query.validated_data["state"])
         page = self.paginate_queryset(qs)
-        return self.get_paginated_response(WebhookDeliverySerializer(page, many=True).data)
+        data = self.get_paginated_response(WebhookDeliverySerializer(page, many=True).data).data
+        return conditional_response(request, data, weak_etag(data))
 
     @extend_schema(
         request=None,
-        responses={202: WebhookDeliverySerializer, **NOT_FOUND, **COMMON_ERRORS},
+        responses={202: WebhookDeliverySerializer, **NOT_FOUND, **API_ERRORS},
     )
     @action(
         detail=True,

@@ -157,3 +157,38 @@ def test_deliveries_resend_and_replay(
     replay = api.post(f"/api/webhooks/{endpoint_id}/replay/", {"after": 0}, format="json")
     assert replay.status_code == 202 and replay.json() == {"after": 0, "requeued": 2}
     assert WebhookEndpoint.objects.get(id=endpoint_id).start_after == 0
+
+
+def test_read_only_fields_are_shown_but_not_written(api: APIClient) -> None:
+    body = create(api, consecutive_failures=7, disabled_reason="x").json()
+    assert body["consecutive_failures"] == 0 and body["disabled_reason"] == ""
+    assert {"id", "url", "enabled", "failing_since", "retry_at", "disabled_at"} <= set(body)
+
+
+def test_an_endpoint_and_its_deliveries_answer_304_when_unchanged(
+    api: APIClient, make_order: Any, alice: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    endpoint_id = create(api).json()["id"]
+    for path in (f"/api/webhooks/{endpoint_id}/", f"/api/webhooks/{endpoint_id}/deliveries/"):
+        first = api.get(path)
+        assert first.status_code == 200 and first["ETag"].startswith('W/"')
+        again = api.get(path, HTTP_IF_NONE_MATCH=first["ETag"])
+        assert again.status_code == 304 and again["ETag"] == first["ETag"]
+    with django_capture_on_commit_callbacks(execute=True):
+        make_order(alice, "paid")
+    path = f"/api/webhooks/{endpoint_id}/deliveries/"
+    assert api.get(path, HTTP_IF_NONE_MATCH=first["ETag"]).status_code == 200
+
+
+def test_refused_callers_spend_their_budget_like_everywhere_else(alice: Any, settings: Any) -> None:
+    """Throttles run before permissions (orders.api.common.ApiMixin): a customer
+    hammering the staff-only endpoints gets 429, not an endless stream of 403s."""
+    rest = dict(settings.REST_FRAMEWORK)
+    rest["DEFAULT_THROTTLE_RATES"] = {**rest["DEFAULT_THROTTLE_RATES"], "user": "2/min"}
+    settings.REST_FRAMEWORK = rest
+    client = APIClient()
+    client.force_authenticate(alice)
+    assert error_of(client.get("/api/webhooks/"), 403)["code"] == "forbidden"
+    assert error_of(client.get("/api/webhooks/"), 403)["code"] == "forbidden"
+    response = client.get("/api/webhooks/")
+    assert error_of(response, 429)["code"] == "throttled" and int(response["Retry-After"]) > 0
