@@ -17,7 +17,7 @@ from django.conf import settings
 from django.template.loader import render_to_string, select_template
 from django.urls import reverse
 
-from orders.access import make_tracking_token
+from orders.access import make_tracking_token, tracking_path
 from orders.models import EventType, Order, OrderEvent
 from orders.status import OrderStatus
 
@@ -42,9 +42,9 @@ def absolute(path: str) -> str:
     return settings.SITE_URL + path
 
 
-def tracking_url(order: Order | int) -> str:
+def tracking_url(order: Order) -> str:
     """The order's signed tracking link (no sign-in needed); the one place that builds it."""
-    return absolute(reverse("track_by_token", args=[make_tracking_token(order)]))
+    return absolute(tracking_path(make_tracking_token(order)))
 
 
 def order_url(order_id: int) -> str:

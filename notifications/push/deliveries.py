@@ -120,7 +120,7 @@ def notification(subscription: PushSubscription, event: OrderEvent) -> dict[str,
         url = (
             content.order_url(event.order_id)
             if subscription.user_id is not None
-            else content.tracking_url(event.order_id)
+            else content.tracking_url(event.order)
         )
     items = f"{data['items']} item{'' if data['items'] == 1 else 's'}"
     return {
