@@ -72,7 +72,8 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         self, request: HttpRequest, obj: WebhookEndpoint, form: Any, change: bool
     ) -> None:
         if not change:
-            obj.start_after = obj.rows_through = deliveries.latest_event_id()
+            for name, cursor in deliveries.cursors_from_now().items():
+                setattr(obj, name, cursor)
         elif "enabled" in form.changed_data:
             deliveries.set_enabled(obj, obj.enabled)
         super().save_model(request, obj, form, change)

@@ -218,9 +218,7 @@ class WebhookEndpointViewSet(
         return conditional_response(request, data, weak_etag(data))
 
     def perform_create(self, serializer: Any) -> None:
-        latest = deliveries.latest_event_id()
-        # Events from now on: the creation cursor (replay reaches further back).
-        serializer.save(start_after=latest, rows_through=latest)
+        serializer.save(**deliveries.cursors_from_now())
 
     def perform_update(self, serializer: Any) -> None:
         endpoint = serializer.instance

@@ -27,9 +27,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Max
 from django.utils import timezone
 
+from notifications.log import latest_event_id
 from notifications.webhooks import queries
 from notifications.webhooks.models import (
     RESPONSE_EXCERPT_BYTES,
@@ -380,8 +380,14 @@ def set_enabled(endpoint: WebhookEndpoint, enabled: bool) -> None:
         endpoint.disabled_reason = endpoint.disabled_reason or "Disabled by staff."
 
 
-def latest_event_id() -> int:
-    return OrderEvent.objects.aggregate(m=Max("id"))["m"] or 0
+def cursors_from_now() -> dict[str, int]:
+    """A new endpoint's cursors: events from now on (replay reaches further back).
+
+    The log's newest id, which is its pruned horizon once every event is
+    pruned (notifications.log owns ids, cursors and the horizon).
+    """
+    latest = latest_event_id()
+    return {"start_after": latest, "rows_through": latest}
 
 
 def rotate_secret(endpoint: WebhookEndpoint, grace_seconds: int) -> str:

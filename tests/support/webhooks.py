@@ -28,10 +28,7 @@ def make_endpoint(url: str, **fields: Any) -> Any:
     from notifications.webhooks import deliveries
     from notifications.webhooks.models import WebhookEndpoint
 
-    latest = deliveries.latest_event_id()
-    return WebhookEndpoint.objects.create(
-        url=url, start_after=latest, rows_through=latest, **fields
-    )
+    return WebhookEndpoint.objects.create(url=url, **deliveries.cursors_from_now(), **fields)
 
 
 def wait_for_ids(

@@ -4,13 +4,17 @@ address rules at creation."""
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
 import pytest
+from django.core.management import call_command
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from notifications.models import LogHorizon
 from notifications.webhooks.models import WebhookDelivery, WebhookEndpoint
 from orders.models import OrderEvent
 
@@ -192,3 +196,18 @@ def test_refused_callers_spend_their_budget_like_everywhere_else(alice: Any, set
     assert error_of(client.get("/api/webhooks/"), 403)["code"] == "forbidden"
     response = client.get("/api/webhooks/")
     assert error_of(response, 429)["code"] == "throttled" and int(response["Retry-After"]) > 0
+
+
+def test_an_endpoint_created_after_everything_was_pruned_starts_at_the_horizon(
+    api: APIClient, make_order: Any, alice: Any
+) -> None:
+    """The creation cursor is the log's (notifications.log.latest_event_id): with
+    every event pruned that is the horizon, not 0, so a replay from the
+    creation cursor is one the log can still serve."""
+    order = make_order(alice, "paid")
+    newest = OrderEvent.objects.latest("id").id
+    OrderEvent.objects.filter(order=order).update(published_at=timezone.now())
+    call_command("prune_events", "--keep-days", "0", stdout=io.StringIO())
+    assert not OrderEvent.objects.exists() and LogHorizon.pruned_through_id() == newest
+    endpoint = WebhookEndpoint.objects.get(id=create(api).json()["id"])
+    assert endpoint.start_after == endpoint.rows_through == newest
