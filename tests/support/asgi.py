@@ -101,6 +101,9 @@ def _header_dict(message: dict[str, Any]) -> dict[str, str]:
 # -- HTTP ------------------------------------------------------------------------------
 
 
+STREAM_QUIET = 0.3  # seconds: a stream whose headers came and then nothing, for now
+
+
 @dataclass
 class HttpAnswer:
     """The start of an HTTP answer (``status`` None: still held open, e.g. a waiting long-poll)."""
@@ -121,15 +124,19 @@ async def http_get(
     path: str,
     query: bytes = b"",
     headers: list[tuple[bytes, bytes]] | None = None,
-    hold: float = 0.3,
+    hold: float | None = None,
     timeout: float = 10.0,
 ) -> HttpAnswer:
     """GET ``path`` through the ASGI app; read the status and what body comes at once.
 
-    A response that has not started after ``timeout`` fails the test, unless
-    nothing at all came for ``hold`` seconds (a long-poll waiting for news):
-    then ``status`` is None. The request is then ended with ``http.disconnect``
-    as a client going away would, and the app must finish cleanly.
+    An answer must start within ``timeout``, else the test fails. Only a caller
+    that accepts a held answer (a long-poll waiting for news) passes ``hold``:
+    then nothing at all for ``hold`` seconds gives ``status`` None. (Guessing
+    "held" after a fixed quiet time by default misread a slow first request,
+    cold imports on a busy machine, as a long-poll.) A stream that sent its
+    headers and then stays quiet for ``STREAM_QUIET`` seconds is read as far as
+    it came. The request is then ended with ``http.disconnect`` as a client
+    going away would, and the app must finish cleanly.
     """
     communicator = ApplicationCommunicator(application(), http_scope(path, query, headers))
     await communicator.send_input({"type": "http.request", "body": b""})
@@ -149,9 +156,10 @@ async def http_get(
                     break
                 if answer.status is not None and answer.body:
                     break  # a stream: its first chunk is enough
-        elif answer.status is None and time.monotonic() - quiet_since >= hold:
-            break  # held open
-        elif answer.status is not None and time.monotonic() - quiet_since >= hold:
+        elif answer.status is None:
+            if hold is not None and time.monotonic() - quiet_since >= hold:
+                break  # held open, as the caller allowed
+        elif time.monotonic() - quiet_since >= STREAM_QUIET:
             break  # a stream that sent its headers and is waiting
         if time.monotonic() > deadline:
             raise TimeoutError(f"no complete answer to {path}?{query!r} within {timeout} s")
