@@ -19,7 +19,14 @@ from django.utils import timezone
 
 from orders.actions import transition_order
 from orders.models import OrderEvent, order_snapshot
-from tests.support.live import async_wait_until, ws_recv, ws_recv_until, ws_send
+from tests.support.live import (
+    async_wait_until,
+    cookie_header,
+    ws_connect,
+    ws_recv,
+    ws_recv_until,
+    ws_send,
+)
 from tests.support.sse import sse_frames
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -61,8 +68,6 @@ async def tiny_socket(port: int) -> socket.socket:
 
 
 async def a_healthy_client_still_hears_a_change_at_once(server, cookies, order) -> None:
-    from tests.support.live import ws_connect
-
     async with await ws_connect(server, cookies=cookies) as ws:
         await ws_send(ws, {"action": "subscribe", "stream": "staff"})
         await ws_recv_until(ws, lambda f: f["type"] == "subscribed")
@@ -81,13 +86,12 @@ async def test_a_stalled_websocket_is_cut_off_and_resumes_by_cursor(
     await sync_to_async(make_backlog)(order)
     cookies = await sync_to_async(login_cookies)(staff_user)
     server = start_daphne("slow-ws", **SMALL_BOUND)
-    cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
 
     stalled = await connect(
         server.ws_url + "/ws/live/",
         sock=await tiny_socket(server.port),
         origin=server.origin,
-        additional_headers={"Cookie": cookie},
+        additional_headers=cookie_header(cookies),
         max_queue=1,  # the client library stops reading the socket too
     )
     await ws_send(stalled, {"action": "subscribe", "stream": "staff", "after": 0})
@@ -110,8 +114,6 @@ async def test_a_stalled_websocket_is_cut_off_and_resumes_by_cursor(
     assert 0 < len(received) < len(everything), "the bound was never reached"
     assert received == everything[: len(received)]
 
-    from tests.support.live import ws_connect
-
     async with await ws_connect(server, cookies=cookies) as resumed:
         await ws_send(resumed, {"action": "subscribe", "stream": "staff", "after": received[-1]})
         await ws_recv_until(resumed, lambda f: f["type"] == "subscribed")
@@ -128,7 +130,7 @@ async def test_a_stalled_event_stream_is_ended_and_resumes_with_last_event_id(
     await sync_to_async(make_backlog)(order)
     cookies = await sync_to_async(login_cookies)(staff_user)
     server = start_daphne("slow-sse", **SMALL_BOUND)
-    cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
+    cookie = cookie_header(cookies)["Cookie"]
 
     loop = asyncio.get_running_loop()
     sock = await tiny_socket(server.port)

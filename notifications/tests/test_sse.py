@@ -11,6 +11,7 @@ from channels.layers import get_channel_layer
 from orders.actions import transition_order
 from orders.models import OrderEvent
 from tests.support.asgi import HttpStream, http_headers
+from tests.support.sse import SSEFrame
 
 pytestmark = [
     pytest.mark.asyncio,
@@ -19,29 +20,18 @@ pytestmark = [
 ]
 
 
-def parse_sse(data: bytes) -> list[dict[str, str]]:
-    """Split an event-stream body into its events (comments dropped)."""
-    events = []
-    for block in data.decode().split("\n\n"):
-        fields: dict[str, str] = {}
-        for line in block.splitlines():
-            if line and not line.startswith(":"):
-                name, _, value = line.partition(": ")
-                fields[name] = value
-        if fields:
-            events.append(fields)
-    return events
-
-
 async def open_stream(user, query: str, **headers: str) -> HttpStream:
     hdrs = await sync_to_async(http_headers)(user, **headers)
     return await HttpStream("/events/stream/", query, hdrs).start()
 
 
-async def read_events(stream: HttpStream, count: int) -> list[dict[str, str]]:
-    events: list[dict[str, str]] = []
+async def read_events(stream: HttpStream, count: int) -> list[SSEFrame]:
+    """The next ``count`` events with data (a lone ``retry:`` hint is none)."""
+    events: list[SSEFrame] = []
     while len(events) < count:
-        events += [e for e in parse_sse(await stream.chunk()) if "event" in e]
+        frame = await stream.sse()
+        if frame.data:
+            events.append(frame)
     return events
 
 
@@ -51,18 +41,18 @@ async def test_it_sends_stream_headers_and_a_retry_hint_first(alice, alices_orde
     assert stream.headers["content-type"].startswith("text/event-stream")
     assert stream.headers["cache-control"] == "no-cache"
     assert stream.headers["x-accel-buffering"] == "no"
-    assert (await stream.chunk()).startswith(b"retry: ")
+    hint = await stream.sse()
+    assert hint.retry is not None and hint.retry > 0 and not hint.data
     await stream.close()
 
 
 async def test_it_streams_live_events_with_id_event_and_data(alice, alices_order):
     stream = await open_stream(alice, f"stream=order:{alices_order.pk}")
-    await stream.chunk()  # retry hint
     await sync_to_async(transition_order)(alices_order.pk, "paid")
     [event] = await read_events(stream, 1)
-    envelope = json.loads(event["data"])
-    assert event["event"] == "order.status_changed"
-    assert int(event["id"]) == envelope["id"]
+    envelope = event.json()
+    assert event.event == "order.status_changed"
+    assert event.id is not None and int(event.id) == envelope["id"]
     assert envelope["order"]["status"] == "paid"
     await stream.close()
 
@@ -76,20 +66,19 @@ async def test_it_resumes_after_the_cursor_and_last_event_id_wins(alice, alices_
     stream = await open_stream(
         alice, f"stream=order:{alices_order.pk}&after=0", last_event_id=str(paid)
     )
-    await stream.chunk()
     events = await read_events(stream, 2)
-    assert [json.loads(e["data"])["order"]["status"] for e in events] == ["packed", "shipped"]
+    assert [e.json()["order"]["status"] for e in events] == ["packed", "shipped"]
     await sync_to_async(transition_order)(alices_order.pk, "delivered")
     [live] = await read_events(stream, 1)
-    assert json.loads(live["data"])["order"]["status"] == "delivered"
+    assert live.json()["order"]["status"] == "delivered"
     await stream.close()
 
 
 async def test_a_cursor_it_cannot_serve_gets_a_reset_event(alice, alices_order):
     stream = await open_stream(alice, f"stream=order:{alices_order.pk}&after=999999999")
-    await stream.chunk()
-    [reset] = [e for e in parse_sse(await stream.chunk()) if e.get("event") == "reset"]
-    assert json.loads(reset["data"])["cursor"] == int(reset["id"])
+    [reset] = await read_events(stream, 1)
+    assert reset.event == "reset"
+    assert reset.id is not None and reset.json()["cursor"] == int(reset.id)
     await stream.close()
 
 

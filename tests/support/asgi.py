@@ -17,6 +17,8 @@ from typing import Any
 
 from channels.testing import ApplicationCommunicator, WebsocketCommunicator
 
+from tests.support.sse import SSEFrame, sse_frame
+
 HOST = b"127.0.0.1"
 ORIGIN = b"http://127.0.0.1"
 
@@ -181,6 +183,7 @@ class HttpStream:
         self.status: int | None = None
         self.headers: dict[str, str] = {}
         self.complete = False
+        self._unparsed = b""  # what ``sse()`` read past the last blank line
 
     async def start(self, timeout: float = 5) -> HttpStream:
         await self.communicator.send_input({"type": "http.request", "body": b""})
@@ -204,6 +207,19 @@ class HttpStream:
 
     async def json(self, timeout: float = 5) -> Any:
         return json.loads(await self.body(timeout))
+
+    async def sse(self, timeout: float = 5) -> SSEFrame:
+        """The next server-sent event block, parsed by ``tests.support.sse``
+        (comment-only blocks skipped; an event may span chunks)."""
+        while True:
+            block, blank, rest = self._unparsed.partition(b"\n\n")
+            if blank:
+                self._unparsed = rest
+                frame = sse_frame(block.decode().splitlines())
+                if frame is not None:
+                    return frame
+            else:
+                self._unparsed += await self.chunk(timeout)
 
     async def close(self) -> None:
         await self.communicator.send_input({"type": "http.disconnect"})
