@@ -50,21 +50,6 @@ class DaphneServer(HttpServerProcess):
         super().__init__(name=name, port=port, env=env, log_path=log_path)
         self.application = application
 
-    @property
-    def url(self) -> str:
-        """Base HTTP URL, no trailing slash: ``http://127.0.0.1:PORT``."""
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        """Base WebSocket URL, no trailing slash: ``ws://127.0.0.1:PORT``."""
-        return f"ws://{self.host}:{self.port}"
-
-    @property
-    def origin(self) -> str:
-        """The ``Origin`` a page served by this server sends (passes the origin check)."""
-        return self.url
-
     def environment(self) -> dict[str, str]:
         env = super().environment()
         env.setdefault("DJANGO_SETTINGS_MODULE", "booktime.settings")

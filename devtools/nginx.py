@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from devtools.processes import BASE_DIR, ChildProcess, free_port
+from devtools.processes import BASE_DIR, ChildProcess, HttpAddress, free_port
 
 SITE = BASE_DIR / "deploy" / "nginx" / "booktime.conf"
 # The values in SITE an operator edits, as they appear there.
@@ -61,7 +61,7 @@ def render_site(
     return text
 
 
-class NginxServer(ChildProcess):
+class NginxServer(HttpAddress, ChildProcess):
     """nginx serving ``deploy/nginx/booktime.conf`` on a free port in front of ``upstream_ports``.
 
     Has ``url``, ``ws_url`` and ``origin`` like ``DaphneServer``, so the live
@@ -80,18 +80,6 @@ class NginxServer(ChildProcess):
     @property
     def access_log(self) -> Path:
         return self.workdir / "booktime.access.log"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://{self.host}:{self.port}"
-
-    @property
-    def origin(self) -> str:
-        return self.url
 
     def write_config(self) -> None:
         site = render_site(

@@ -214,7 +214,29 @@ class ChildProcess:
         return f"<{type(self).__name__} {self.name}{where} {state}>"
 
 
-class HttpServerProcess(ChildProcess):
+class HttpAddress:
+    """``url``, ``ws_url`` and ``origin`` of a server listening on ``host``:``port``."""
+
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        """Base HTTP URL, no trailing slash: ``http://127.0.0.1:PORT``."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        """Base WebSocket URL, no trailing slash: ``ws://127.0.0.1:PORT``."""
+        return f"ws://{self.host}:{self.port}"
+
+    @property
+    def origin(self) -> str:
+        """The ``Origin`` a page served by this server sends (passes the origin check)."""
+        return self.url
+
+
+class HttpServerProcess(HttpAddress, ChildProcess):
     """An HTTP server child on 127.0.0.1, listening on a socket bound here.
 
     ``launch()`` binds the port (``port=0``: a free one) and hands the

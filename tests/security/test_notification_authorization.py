@@ -17,14 +17,13 @@ import os
 from typing import Any
 
 import pytest
-from django.conf import settings
-from django.utils.crypto import get_random_string
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from notifications.email.models import EmailPreferences
 from notifications.push.models import PushSubscription
 from orders.access import make_tracking_token
+from tests.support.api import session_client
 from tests.support.push_service import BrowserKeys
 
 pytestmark = pytest.mark.django_db
@@ -36,15 +35,6 @@ def push_on(settings: Any) -> None:
     settings.VAPID_PRIVATE_KEY = "private"
     settings.WEBHOOKS_ALLOW_PRIVATE_NETWORKS = False
     settings.WEBHOOKS_ALLOW_HTTP = False
-
-
-def session_client(user: Any) -> APIClient:
-    client = APIClient(enforce_csrf_checks=True)
-    client.force_login(user)
-    secret = get_random_string(32)
-    client.cookies[settings.CSRF_COOKIE_NAME] = secret
-    client.credentials(HTTP_X_CSRFTOKEN=secret)
-    return client
 
 
 def browser_subscription() -> dict[str, Any]:

@@ -12,12 +12,11 @@ import json
 from typing import Any
 
 import pytest
-from django.conf import settings
-from django.utils.crypto import get_random_string
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from notifications.webhooks.models import WebhookDelivery, WebhookEndpoint
+from tests.support.api import session_client
 
 pytestmark = pytest.mark.django_db
 
@@ -46,16 +45,13 @@ OPERATIONS = [
 
 
 def client_for(principal: str, alice: Any, staff: Any) -> APIClient:
-    client = APIClient(enforce_csrf_checks=True)
     user = staff if principal.startswith("staff") else alice
+    if principal.endswith("_session"):
+        return session_client(user)
+    client = APIClient(enforce_csrf_checks=True)
     if principal.endswith("_token"):
         token, _ = Token.objects.get_or_create(user=user)
         client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-    elif principal.endswith("_session"):
-        client.force_login(user)
-        secret = get_random_string(32)
-        client.cookies[settings.CSRF_COOKIE_NAME] = secret
-        client.credentials(HTTP_X_CSRFTOKEN=secret)
     return client
 
 
