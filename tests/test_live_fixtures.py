@@ -7,6 +7,8 @@ application and real Redis: the same path a browser takes.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -18,6 +20,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from devtools.daphne import DaphneServer, database_url_for
+from devtools.processes import BASE_DIR
 from devtools.redis_server import RedisServer
 from orders.actions import transition_order
 from orders.models import OrderEvent
@@ -297,3 +300,20 @@ def test_a_server_that_cannot_start_reports_its_log(
     with pytest.raises(RuntimeError, match="exited at start-up") as info:
         start_daphne(name="broken", CHANNEL_LAYER="carrier-pigeon")
     assert "CHANNEL_LAYER must be one of" in str(info.value)
+
+
+def test_worker_processes_send_no_mail_unless_a_test_says_so(daphne_env: dict[str, str]) -> None:
+    """``daphne_env`` (daphne, ``start_worker``, ``start_deliver_worker``) drops
+    e-mail: with DEBUG=0 the default ``smtp://localhost:25`` would be retried and
+    logged as "connection refused" by every deliver worker."""
+    probe = "from django.conf import settings; print(settings.EMAIL_BACKEND)"
+    backend = subprocess.run(  # noqa: S603 - our own interpreter and manage.py
+        [sys.executable, "manage.py", "shell", "--verbosity", "0", "-c", probe],
+        cwd=BASE_DIR,
+        env={**os.environ, **daphne_env},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+    assert backend == "django.core.mail.backends.dummy.EmailBackend"

@@ -377,6 +377,10 @@ def daphne_env(test_database_url: str, pytestconfig: pytest.Config) -> dict[str,
         "SECRET_KEY": settings.SECRET_KEY,  # sessions/tracking tokens made here must verify there
         "DEBUG": "0",
         "LOG_LEVEL": "WARNING",
+        # With DEBUG=0 the default is smtp://localhost:25: a deliver worker
+        # would retry it and log "connection refused". Tests that send mail
+        # set their own (tests/support/outbound.py).
+        "EMAIL_URL": "dummy:",
     }
     if _layer_uses_redis():
         env["REDIS_URL"] = _ensure_redis(pytestconfig).url
