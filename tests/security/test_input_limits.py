@@ -241,3 +241,17 @@ async def test_a_huge_last_event_id_is_a_400_naming_it(alice: Any) -> None:
     answer = await http_get("/events/stream/", b"stream=mine", headers)
     assert answer.status == 400 and answer.content_type == "application/json", answer
     assert "Last-Event-ID" in answer.json()["error"]["fields"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("memory_layer")
+async def test_a_repeated_last_event_id_is_a_400_naming_it(alice: Any) -> None:
+    """Like a repeated query parameter: which copy counts would be a guess
+    (the server took the first, a proxy in front may take the last)."""
+    headers = await sync_to_async(http_headers)(alice, last_event_id="1")
+    headers.append((b"last-event-id", b"999999"))
+    answer = await http_get("/events/stream/", b"stream=mine", headers)
+    assert answer.status == 400 and answer.content_type == "application/json", answer
+    error = answer.json()["error"]
+    assert error["code"] == "invalid" and set(error["fields"]) == {"Last-Event-ID"}, error
