@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from html.parser import HTMLParser
 from typing import Any
 
 import pytest
@@ -10,44 +9,9 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from orders.models import OrderEvent
+from tests.support.forms import form_values
 
 pytestmark = pytest.mark.django_db
-
-
-class FormFields(HTMLParser):
-    """Collect what a browser would submit from the admin's change form."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.data: dict[str, str] = {}
-        self._select: str | None = None
-        self._textarea: str | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = {k: v or "" for k, v in attrs}
-        name = a.get("name")
-        if tag == "input" and name and a.get("type") not in ("submit", "checkbox"):
-            self.data[name] = a.get("value", "")
-        elif tag == "input" and name and "checked" in a:
-            self.data[name] = "on"
-        elif tag == "select" and name:
-            self._select = name
-            self.data.setdefault(name, "")
-        elif tag == "option" and self._select and "selected" in a:
-            self.data[self._select] = a.get("value", "")
-        elif tag == "textarea" and name:
-            self._textarea = name
-            self.data[name] = ""
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "select":
-            self._select = None
-        elif tag == "textarea":
-            self._textarea = None
-
-    def handle_data(self, data: str) -> None:
-        if self._textarea:
-            self.data[self._textarea] += data
 
 
 @pytest.fixture
@@ -66,9 +30,7 @@ def change_form(client: Client, order: Any) -> tuple[str, dict[str, str]]:
     url = f"/admin/orders/order/{order.pk}/change/"
     response = client.get(url)
     assert response.status_code == 200
-    parser = FormFields()
-    parser.feed(response.content.decode())
-    return url, parser.data
+    return url, form_values(response.content.decode())
 
 
 def test_an_illegal_status_change_is_a_form_error(

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urlencode
 
@@ -33,6 +32,7 @@ from orders.actions import LineRequest, place_order, revoke_tracking_links, tran
 from orders.models import Order
 from tests.support.api import assert_error
 from tests.support.asgi import http_get
+from tests.support.forms import form_values
 from tests.support.live import ws_connect, ws_recv, ws_send
 
 MISSING_ORDER = 987654321
@@ -174,40 +174,6 @@ def test_a_stale_copy_saved_later_does_not_revive_revoked_links(
     assert order_for_token(link) is None
 
 
-class FormFields(HTMLParser):
-    """The values a browser would submit from a page's forms."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.values: dict[str, str] = {}
-        self._select: str | None = None
-        self._textarea: str | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = {k: v or "" for k, v in attrs}
-        if tag == "input" and a.get("name") and a.get("type") not in ("submit", "checkbox"):
-            self.values[a["name"]] = a.get("value", "")
-        elif tag == "input" and a.get("type") == "checkbox" and "checked" in a:
-            self.values[a["name"]] = a.get("value", "on")
-        elif tag == "select":
-            self._select = a.get("name")
-        elif tag == "option" and self._select and "selected" in a:
-            self.values[self._select] = a.get("value", "")
-        elif tag == "textarea":
-            self._textarea = a.get("name")
-            self.values[self._textarea or ""] = ""
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "select":
-            self._select = None
-        elif tag == "textarea":
-            self._textarea = None
-
-    def handle_data(self, data: str) -> None:
-        if self._textarea:
-            self.values[self._textarea] += data
-
-
 @pytest.mark.django_db
 def test_giving_an_order_to_another_customer_in_the_admin_ends_the_link(
     alice: Any, bob: Any, staff_user: Any, make_order: Any
@@ -219,10 +185,9 @@ def test_giving_an_order_to_another_customer_in_the_admin_ends_the_link(
     admin = Client()
     admin.force_login(staff_user)
     url = f"/admin/orders/order/{order.pk}/change/"
-    form = FormFields()
-    form.feed(admin.get(url).content.decode())
-    assert form.values["customer"] == str(alice.pk)
-    answer = admin.post(url, {**form.values, "customer": str(bob.pk)})
+    values = form_values(admin.get(url).content.decode())
+    assert values["customer"] == str(alice.pk)
+    answer = admin.post(url, {**values, "customer": str(bob.pk)})
     assert answer.status_code == 302, answer.content.decode()[:2000]
     assert Order.objects.get(pk=order.pk).customer_id == bob.pk
     assert order_for_token(link) is None
