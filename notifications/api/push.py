@@ -56,7 +56,8 @@ class PushSubscriptionsView(ApiMixin, APIView):
     @extend_schema(
         tags=["notifications"],
         request=SUBSCRIBE,
-        responses={201: SUBSCRIBED, **errors(400, *COMMON_ERRORS)},
+        # 404: Web Push is not configured (no VAPID keys).
+        responses={201: SUBSCRIBED, **errors(400, 404, *COMMON_ERRORS)},
     )
     def post(self, request: Request) -> Response:
         """Send this browser a notification for each change of the stream."""
@@ -79,7 +80,9 @@ class PushSubscriptionsView(ApiMixin, APIView):
         )
 
     @extend_schema(
-        tags=["notifications"], request=UNSUBSCRIBE, responses={204: None, **errors(400)}
+        tags=["notifications"],
+        request=UNSUBSCRIBE,
+        responses={204: None, **errors(400, *COMMON_ERRORS)},
     )
     def delete(self, request: Request) -> Response:
         """Stop notifications to this browser."""
