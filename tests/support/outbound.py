@@ -15,14 +15,13 @@ Imported by ``tests/email/conftest.py`` and ``tests/push/conftest.py``.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from devtools.processes import ChildProcess
+from devtools.processes import ManageCommand
 from notifications.management.commands.create_vapid_keys import new_vapid_keys
 from tests.support.push_service import PushService
 from tests.support.smtp_server import SmtpServer
@@ -92,30 +91,14 @@ def outbound_settings(settings: Any, outbound_env: dict[str, str]) -> Any:
     return settings
 
 
-class DeliverWorker(ChildProcess):
-    """``manage.py deliver``; ready once it has announced its channels."""
-
-    def ready(self) -> bool:
-        return "deliver:" in self.log_path.read_text(errors="replace")
-
-
 @pytest.fixture
 def start_deliver_worker(
-    daphne_env: dict[str, str], outbound_env: dict[str, str], transactional_db: None
-) -> Iterator[Callable[..., DeliverWorker]]:
-    started: list[DeliverWorker] = []
+    start_worker: Callable[..., ManageCommand], outbound_env: dict[str, str]
+) -> Callable[..., ManageCommand]:
+    """Factory: ``start_deliver_worker(**env)`` runs ``manage.py deliver`` with the
+    outbound settings (``start_worker``: stopped, its output shown, at the end)."""
 
-    def start(**env: str) -> DeliverWorker:
-        worker = DeliverWorker(
-            [sys.executable, "manage.py", "deliver"],
-            name="deliver",
-            env={**daphne_env, **outbound_env, "LOG_LEVEL": "INFO", **env},
-        )
-        started.append(worker)
-        return worker.start()
+    def start(**env: str) -> ManageCommand:
+        return start_worker("deliver", **{**outbound_env, "LOG_LEVEL": "INFO", **env})
 
-    yield start
-    for worker in started:
-        worker.stop()
-        print(f"--- {worker!r} log tail ---\n{worker.log_tail(60)}")
-        worker.close()
+    return start
