@@ -166,6 +166,16 @@ def repeated_params(pairs: list[tuple[str, list[str]]]) -> dict[str, str]:
     return {name: f"{name} is given more than once" for name, values in pairs if len(values) > 1}
 
 
+def repeated_headers(headers: list[tuple[bytes, bytes]], names: dict[bytes, str]) -> dict[str, str]:
+    """``repeated_params`` for the headers in ``names`` (lower-case name: the
+    name to report) of an ASGI scope's ``headers``."""
+    given: dict[bytes, list[str]] = {}
+    for key, value in headers:
+        if key.lower() in names:
+            given.setdefault(key.lower(), []).append(value.decode("latin-1"))
+    return repeated_params([(names[key], values) for key, values in given.items()])
+
+
 class RepeatedParamsMiddleware:
     """API requests naming a query parameter twice get 400 ``invalid`` naming it.
 

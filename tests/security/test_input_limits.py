@@ -26,7 +26,14 @@ from asgiref.sync import sync_to_async
 
 from booktime.limits import MAX_JSON_DEPTH, InputError, load_json
 from tests.support.api import assert_error
-from tests.support.asgi import http_get, http_headers, open_socket, ws_answer, ws_headers
+from tests.support.asgi import (
+    http_get,
+    http_headers,
+    open_socket,
+    ws_answer,
+    ws_headers,
+    ws_open,
+)
 
 DEEP = "[" * 1000 + "]" * 1000
 
@@ -255,3 +262,34 @@ async def test_a_repeated_last_event_id_is_a_400_naming_it(alice: Any) -> None:
     assert answer.status == 400 and answer.content_type == "application/json", answer
     error = answer.json()["error"]
     assert error["code"] == "invalid" and set(error["fields"]) == {"Last-Event-ID"}, error
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("memory_layer")
+@pytest.mark.parametrize(
+    ("header", "field"),
+    [(b"x-tracking-token", "X-Tracking-Token"), (b"authorization", "Authorization")],
+)
+@pytest.mark.parametrize("path", ["/events/stream/", "/events/poll/"])
+async def test_a_repeated_credential_header_is_a_400_naming_it(
+    path: str, header: bytes, field: str
+) -> None:
+    headers = [(header, b"Token one"), (header, b"Token two")]
+    answer = await http_get(path, b"stream=mine&timeout=0", headers)
+    assert answer.status == 400 and answer.content_type == "application/json", answer
+    error = answer.json()["error"]
+    assert error["code"] == "invalid" and set(error["fields"]) == {field}, error
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("memory_layer")
+async def test_a_websocket_with_a_repeated_credential_header_is_refused(alice: Any) -> None:
+    headers = await sync_to_async(ws_headers)(alice)
+    once, accepted, _ = await ws_open([*headers, (b"x-tracking-token", b"a")])
+    assert accepted
+    await once.disconnect()
+    twice = [*headers, (b"x-tracking-token", b"a"), (b"x-tracking-token", b"b")]
+    _, accepted, _ = await ws_open(twice)
+    assert not accepted
