@@ -77,6 +77,12 @@ class EmailChannel(OutboundChannel):
                     continue
                 await db(deliveries.record_sent)(outgoing.row_id)
                 remaining.pop(0)
+        except Exception:
+            # A bug, not a delivery failure: the rows keep their lease, so they are
+            # retried when it runs out rather than at once, in a hot loop (the
+            # worker logs the traceback).
+            remaining = []
+            raise
         finally:
             if remaining:
                 await db(deliveries.release)(remaining)

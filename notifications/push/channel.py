@@ -45,6 +45,12 @@ class PushChannel(OutboundChannel):
                         logger.info("push #%s: %s", outgoing.row_id, error)
                     await db(deliveries.record)(outgoing.row_id, status, error)
                 remaining.pop(0)
+        except Exception:
+            # A bug, not a delivery failure: the rows keep their lease, so they are
+            # retried when it runs out rather than at once, in a hot loop (the
+            # worker logs the traceback).
+            remaining = []
+            raise
         finally:
             if remaining:
                 await db(deliveries.release)(remaining)

@@ -156,3 +156,20 @@ def test_create_vapid_keys_prints_a_usable_key_pair() -> None:
     vapid = Vapid.from_string(lines["VAPID_PRIVATE_KEY"])
     headers = vapid.sign({"sub": "mailto:a@example.com", "aud": "https://push.example"})
     assert headers["Authorization"].endswith(f"k={lines['VAPID_PUBLIC_KEY']}")
+
+
+def test_a_message_that_cannot_be_built_waits_for_its_lease_instead_of_looping(
+    email_settings: Any, make_order: Any, alice: Any, monkeypatch: Any
+) -> None:
+    order = make_order(alice, "placed")
+    make_due()
+
+    def broken(order: Any) -> str:
+        raise RuntimeError("a bug while building the e-mail")
+
+    monkeypatch.setattr("notifications.email.content.tracking_url", broken)
+    drain()  # returns: the crashed batch is not claimed again at once
+    assert mail.outbox == []
+    row = EmailMessage.objects.get(order_id=order.pk, kind="placed")
+    assert row.state == EmailState.PENDING
+    assert row.lease_until is not None and row.lease_until > timezone.now()
