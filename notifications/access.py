@@ -53,12 +53,14 @@ import asyncio
 import logging
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from importlib import import_module
 from typing import Any
 
+from channels.auth import UserLazyObject
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -76,6 +78,7 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_init, post_save
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
+from django.utils.functional import empty
 
 from booktime.errors import OUTAGE_ERRORS, Unavailable
 from notifications.publish import run_on_publisher_loop
@@ -122,16 +125,25 @@ def order_group(order_id: Any) -> str:
 @dataclass(frozen=True)
 class Principal:
     """Who a connection reads as: a user through a session or an API token, or nobody
-    (tracking links only). Fixed when the connection opens."""
+    (tracking links only). Fixed by the connection's first authorization.
+
+    ``pending``: a session cookie whose user is not looked up yet
+    (``LazyAuthMiddleware`` leaves ``scope["user"]`` unresolved); the first
+    authorization resolves it in its own database hop (``current``), so a
+    handshake costs no hop of its own."""
 
     user_id: Any = None  # None: anonymous
     session_key: str | None = field(default=None, repr=False)
     api_token: str | None = field(default=None, repr=False)
     credential: str | None = field(default=None, compare=False)  # fingerprint of either
+    pending: bool = field(default=False, compare=False)
 
     @classmethod
     def of(cls, scope: dict[str, Any]) -> Principal:
         user = scope.get("user")
+        if isinstance(user, UserLazyObject) and user._wrapped is empty:
+            key = getattr(scope.get("session"), "session_key", None)
+            return cls(session_key=key, pending=True) if key else cls()
         if user is None or not user.is_authenticated:
             return cls()
         token = scope.get("api_token")
@@ -162,7 +174,26 @@ class Standing:
     expires_at: datetime | None = None
 
 
-def session_standing(principal: Principal) -> Standing:
+def read_session(key: str) -> tuple[dict[str, Any], datetime | None]:
+    """A session's data and expiry as stored now ({} when gone or expired)."""
+    store = import_module(settings.SESSION_ENGINE).SessionStore(key)
+    model_class = getattr(store, "get_model_class", None)
+    if model_class is None:
+        return store.load(), None
+    # A database session (``db`` or ``cached_db``): its row has the true expiry,
+    # and a deleted row is seen even if a cache still holds the data.
+    row = (
+        model_class()
+        .objects.filter(session_key=key, expire_date__gt=timezone.now())
+        .values_list("session_data", "expire_date")
+        .first()
+    )
+    return (store.decode(row[0]), row[1]) if row else ({}, None)
+
+
+def session_standing(
+    principal: Principal, stored: tuple[dict[str, Any], datetime | None] | None = None
+) -> Standing:
     """``django.contrib.auth.get_user``'s checks, read-only.
 
     Django's version flushes or re-keys the session when the hash does not
@@ -172,19 +203,7 @@ def session_standing(principal: Principal) -> Standing:
     """
     key = principal.session_key
     assert key is not None
-    store = import_module(settings.SESSION_ENGINE).SessionStore(key)
-    expires_at = None
-    model_class = getattr(store, "get_model_class", None)
-    if model_class is not None:  # a database session: its row has the true expiry
-        row = (
-            model_class()
-            .objects.filter(session_key=key, expire_date__gt=timezone.now())
-            .values_list("session_data", "expire_date")
-            .first()
-        )
-        data, expires_at = (store.decode(row[0]), row[1]) if row else ({}, None)
-    else:
-        data = store.load()
+    data, expires_at = stored if stored is not None else read_session(key)
     ended = Standing(None)
     try:
         user_id = get_user_model()._meta.pk.to_python(data[SESSION_KEY])
@@ -197,11 +216,36 @@ def session_standing(principal: Principal) -> Standing:
     if user is None or not user.is_active:
         return ended
     if hasattr(user, "get_session_auth_hash"):
-        stored = data.get(HASH_SESSION_KEY)
+        stored_hash = data.get(HASH_SESSION_KEY)
         hashes = (user.get_session_auth_hash(), *user.get_session_auth_fallback_hash())
-        if not stored or not any(constant_time_compare(stored, h) for h in hashes):
+        if not stored_hash or not any(constant_time_compare(stored_hash, h) for h in hashes):
             return ended
     return Standing(user, expires_at)
+
+
+def resolve_pending(principal: Principal) -> tuple[Principal, Standing]:
+    """Whom a session cookie signs in, now: what channels' ``AuthMiddleware``
+    would have found at the handshake (a session that is gone, expired, or
+    whose user or password hash no longer matches reads as anonymous)."""
+    key = principal.session_key
+    assert key is not None
+    stored = read_session(key)
+    try:
+        user_id = get_user_model()._meta.pk.to_python(stored[0][SESSION_KEY])
+    except (KeyError, ValidationError):
+        return Principal(), Standing(AnonymousUser())
+    resolved = Principal(user_id, session_key=key, credential=fingerprint(key))
+    standing = session_standing(resolved, stored)
+    if standing.user is None:
+        return Principal(), Standing(AnonymousUser())
+    return resolved, standing
+
+
+def current(principal: Principal) -> tuple[Principal, Standing]:
+    """The principal (resolved if pending) and its standing now. Synchronous."""
+    if principal.pending:
+        return resolve_pending(principal)
+    return principal, principal_standing(principal)
 
 
 def principal_standing(principal: Principal) -> Standing:
@@ -224,13 +268,24 @@ def principal_standing(principal: Principal) -> Standing:
 
 def authorize_principal(
     principal: Principal, stream: Any, token: str | None
-) -> tuple[Subscription, Standing]:
-    """``authorize`` for the principal as it is now; raises ``PrincipalEnded`` or
-    ``StreamError``. Synchronous."""
-    standing = principal_standing(principal)
+) -> tuple[Subscription, Standing, Principal]:
+    """``authorize`` for the principal as it is now (resolved if pending); raises
+    ``PrincipalEnded`` or ``StreamError``. Synchronous."""
+    principal, standing = current(principal)
     if standing.user is None:
         raise PrincipalEnded()
-    return authorize(standing.user, stream, token), standing
+    return authorize(standing.user, stream, token), standing, principal
+
+
+def _authorize_then(
+    principal: Principal,
+    stream: Any,
+    token: str | None,
+    then: Callable[[Subscription], Any] | None,
+) -> tuple[Subscription, Standing, Principal, Any]:
+    # ``authorize_principal`` looked up at call time (tests wrap it).
+    subscription, standing, principal = authorize_principal(principal, stream, token)
+    return subscription, standing, principal, None if then is None else then(subscription)
 
 
 @dataclass
@@ -245,7 +300,7 @@ class Verdict:
 def recheck(principal: Principal, grants: list[tuple[str, str, str | None]]) -> Verdict:
     """Re-validate the principal, then each ``(group, stream, tracking token)`` it
     follows with ``authorize``: one database hop. Synchronous."""
-    standing = principal_standing(principal)
+    _, standing = current(principal)
     if standing.user is None:
         return Verdict(ended=True)
     verdict = Verdict(expires_at=standing.expires_at)
@@ -300,20 +355,30 @@ class AccessMixin:
     async def authorize_now(self, stream: Any, token: str | None) -> Subscription:
         """``authorize`` against the principal as it is now; raises ``StreamError``
         (``PrincipalEnded`` when the principal itself is gone) or ``Unavailable``."""
+        subscription, _ = await self.authorize_then(stream, token, None)
+        return subscription
+
+    async def authorize_then(
+        self, stream: Any, token: str | None, then: Callable[[Subscription], Any] | None
+    ) -> tuple[Subscription, Any]:
+        """``authorize_now``, then ``then(subscription)`` (synchronous, e.g. the
+        first backlog page) in the same database hop: one thread hop per
+        subscribe (docs/performance.md). Returns (subscription, its result)."""
         if self.signed_out:
             raise PrincipalEnded()
         try:
-            subscription, standing = await database_sync_to_async(authorize_principal)(
-                self.principal, stream, token
-            )
+            subscription, standing, principal, result = await database_sync_to_async(
+                _authorize_then
+            )(self.principal, stream, token, then)
         except OUTAGE_ERRORS as exc:
             raise Unavailable() from exc
         except PrincipalEnded:
             self.signed_out = True
             raise
+        self.principal = principal
         self.credentials[subscription.group] = token
         self.session_expires_at = standing.expires_at
-        return subscription
+        return subscription, result
 
     # -- watching --------------------------------------------------------------------
 

@@ -1,6 +1,8 @@
 """Credentials on the streaming transports: API tokens and tracking links.
 
-Browsers authenticate with the session cookie (channels' AuthMiddleware).
+Browsers authenticate with the session cookie (``LazyAuthMiddlewareStack``:
+channels' session and auth middleware, with the user looked up by the first
+authorization rather than at the handshake; ``notifications.access.Principal``).
 Third parties may also open SSE, long-poll or WebSocket streams with the
 same DRF token they use for the REST API: ``Authorization: Token <key>``.
 A header with an unknown key makes the request anonymous, so the consumer
@@ -20,13 +22,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from channels.auth import AuthMiddleware
 from channels.db import database_sync_to_async
 from channels.security.websocket import WebsocketDenier
+from channels.sessions import CookieMiddleware, SessionMiddleware
 from django.contrib.auth.models import AnonymousUser
 
 from booktime.clientip import client_address
-from booktime.errors import CODES, error_body
-from booktime.limits import repeated_headers
+from booktime.errors import error_body
 from booktime.throttles import AUTH_ADDRESS
 from notifications.streams import StreamError, parse_stream_name
 from orders.access import TRACKING_HEADER, tracking_cookie_name
@@ -56,6 +59,26 @@ def checked_user_for_token(key: str, address: str) -> tuple[Any, int]:
     if not user.is_authenticated:
         AUTH_ADDRESS.fail(address)
     return user, 0
+
+
+class LazyAuthMiddleware(AuthMiddleware):
+    """channels' ``AuthMiddleware`` without its database hop per handshake.
+
+    ``scope["user"]`` stays an unresolved ``UserLazyObject`` (touching it
+    raises); the stream consumers resolve the session's user in the same
+    database hop as their first authorization (``notifications.access``), and
+    Django's views authenticate for themselves. Profiled: the handshake's own
+    session + user hop was 6-10 % of a connect's server time and one of its
+    three thread hops (docs/performance.md).
+    """
+
+    async def resolve_scope(self, scope: dict[str, Any]) -> None:
+        return None
+
+
+def LazyAuthMiddlewareStack(inner: Any) -> Any:  # noqa: N802 - as channels' AuthMiddlewareStack
+    """Cookies, session (loaded on first use) and a lazy user: see ``LazyAuthMiddleware``."""
+    return CookieMiddleware(SessionMiddleware(LazyAuthMiddleware(inner)))
 
 
 def token_from_headers(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -89,57 +112,37 @@ def tracking_token_for(scope: dict, stream: Any, explicit: Any = None) -> Any:
     return (scope.get("cookies") or {}).get(tracking_cookie_name(order_id))
 
 
-# Credentials a stream request brings once at most: with two, which one
-# counts would be a guess (a proxy in front may pick the other).
-CREDENTIAL_HEADERS = {
-    b"authorization": "Authorization",
-    TRACKING_HEADER.lower().encode(): TRACKING_HEADER,
-}
-
-
-async def refuse(
-    scope: dict, receive: Any, send: Any, body: dict[str, Any], headers: list[tuple[bytes, bytes]]
-) -> None:
-    """``body`` as JSON with its code's status (HTTP), or a refused handshake (WebSocket)."""
+async def refuse_throttled(scope: dict, receive: Any, send: Any, wait: int) -> None:
+    """429 JSON with ``Retry-After`` (HTTP), or a refused handshake (WebSocket)."""
     if scope["type"] == "websocket":
         await WebsocketDenier()(scope, receive, send)
         return
+    body = error_body(
+        "throttled",
+        f"Too many failed authentication attempts from this address; retry in {wait} s.",
+    )
     await send(
         {
             "type": "http.response.start",
-            "status": CODES[body["error"]["code"]],
+            "status": 429,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"cache-control", b"no-store"),
-                *headers,
+                (b"retry-after", str(wait).encode()),
             ],
         }
     )
     await send({"type": "http.response.body", "body": json.dumps(body).encode()})
 
 
-async def refuse_throttled(scope: dict, receive: Any, send: Any, wait: int) -> None:
-    """429 JSON with ``Retry-After`` (HTTP), or a refused handshake (WebSocket)."""
-    body = error_body(
-        "throttled",
-        f"Too many failed authentication attempts from this address; retry in {wait} s.",
-    )
-    await refuse(scope, receive, send, body, [(b"retry-after", str(wait).encode())])
-
-
 class TokenAuthMiddleware:
     """Sets ``scope["user"]`` from an ``Authorization: Token`` header, if any;
-    counts unknown tokens and refuses an address past its failure limit. A
-    credential header given twice is 400 ``invalid`` naming it."""
+    counts unknown tokens and refuses an address past its failure limit."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> Any:
-        repeated = repeated_headers(scope.get("headers", []), CREDENTIAL_HEADERS)
-        if repeated:
-            body = error_body("invalid", "Each credential header may be given once.", repeated)
-            return await refuse(scope, receive, send, body, [])
         key = token_from_headers(scope.get("headers", []))
         if key is not None:
             user, wait = await checked_user_for_token(key, client_address(scope))

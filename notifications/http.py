@@ -10,6 +10,7 @@ also sends once a complete response has been written.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -19,7 +20,7 @@ from channels.generic.http import AsyncHttpConsumer
 from booktime.errors import ClientError
 from booktime.limits import repeated_params
 from notifications.auth import tracking_token_for
-from notifications.resume import FollowingMixin
+from notifications.resume import Followed, FollowingMixin
 from notifications.streams import StreamError, Subscription
 
 
@@ -68,18 +69,14 @@ class StreamingHttpConsumer(FollowingMixin, AsyncHttpConsumer):
         return {key: values[0] for key, values in params.items()}
 
     def header(self, name: bytes) -> str | None:
-        """The ``name`` header (lower case); one given twice is 400 ``invalid``
-        naming it (``Last-Event-ID``), like a repeated query parameter: which
-        copy counts would be a guess."""
-        values = [value for key, value in self.scope.get("headers", []) if key.lower() == name]
-        if len(values) > 1:
-            parts = name.decode("latin-1").split("-")
-            field = "-".join("ID" if part == "id" else part.capitalize() for part in parts)
-            fields = repeated_params([(field, values)])
-            raise ClientError("invalid", "Each header may be given once.", fields=fields)
-        return values[0].decode("latin-1") if values else None
+        for key, value in self.scope.get("headers", []):
+            if key.lower() == name:
+                return value.decode("latin-1")
+        return None
 
-    async def authorize_stream(self, params: dict[str, str]) -> Subscription:
+    def stream_params(self, params: dict[str, str]) -> tuple[str, Any]:
+        """(stream, tracking token) of a request; 400 for a missing stream or a
+        token in the URL."""
         stream = params.get("stream")
         if not stream:
             raise StreamError("bad_stream", "the stream parameter is required")
@@ -89,7 +86,21 @@ class StreamingHttpConsumer(FollowingMixin, AsyncHttpConsumer):
                 "send a tracking token in the X-Tracking-Token header, not in the URL",
                 field="token",
             )
-        return await self.authorize_now(stream, tracking_token_for(self.scope, stream))
+        return stream, tracking_token_for(self.scope, stream)
+
+    async def authorize_stream(self, params: dict[str, str]) -> Subscription:
+        return await self.authorize_now(*self.stream_params(params))
+
+    async def open_requested_stream(
+        self,
+        params: dict[str, str],
+        after: int | None,
+        admit: Callable[[Subscription], Awaitable[None]],
+    ) -> Followed:
+        """Authorize, ``admit`` (a slot) and follow the requested stream, in as
+        few database hops as the resume rule allows (``open_stream``)."""
+        stream, token = self.stream_params(params)
+        return await self.open_stream(stream, token, after, admit)
 
     async def send_json_response(
         self, status: int, body: dict[str, Any], extra_headers: list[tuple[bytes, bytes]] = ()

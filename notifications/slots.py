@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.utils.functional import empty
 
 from booktime.clientip import client_address
 
@@ -81,10 +82,13 @@ def slot_key(kind: str, client: str) -> str:
     return f"{settings.CHANNEL_LAYER_PREFIX}:slots:{kind}:{client}"
 
 
-def client_of(scope: dict[str, Any]) -> str:
-    """Whom a request counts against: its user, else its client address."""
+def client_of(scope: dict[str, Any], user_id: Any = None) -> str:
+    """Whom a request counts against: its user (``user_id``, the consumer's
+    resolved principal, else a resolved ``scope["user"]``), else its address."""
+    if user_id is not None:
+        return f"user:{user_id}"
     user = scope.get("user")
-    if user is not None and user.is_authenticated:
+    if user is not None and getattr(user, "_wrapped", None) is not empty and user.is_authenticated:
         return f"user:{user.pk}"
     return f"addr:{client_address(scope)}"
 
@@ -119,9 +123,11 @@ def _answered() -> None:
         logger.warning("Redis reachable again; stream caps count across processes")
 
 
-async def take(kind: str, scope: dict[str, Any], cap: int, ttl: int) -> Slot | None:
+async def take(
+    kind: str, scope: dict[str, Any], cap: int, ttl: int, user_id: Any = None
+) -> Slot | None:
     """A slot for a new stream of ``kind``, or None if its client holds ``cap`` already."""
-    slot = Slot(kind, client_of(scope), uuid.uuid4().hex, shared=shared_counting())
+    slot = Slot(kind, client_of(scope, user_id), uuid.uuid4().hex, shared=shared_counting())
     if slot.shared:
         now = time.time()
         try:

@@ -41,9 +41,7 @@ class EventStreamConsumer(StreamingHttpConsumer):
         last_event_id = parse_cursor(self.header(b"last-event-id"), "Last-Event-ID")
         if last_event_id is not None:
             after = last_event_id
-        subscription = await self.authorize_stream(params)
-        await self.take_slot()
-        await self.follow(subscription, after)
+        await self.open_requested_stream(params, after, self.take_slot)
         self.heartbeat_task = asyncio.get_running_loop().create_task(self.heartbeat())
 
     async def joined(self, subscription: Subscription) -> None:
@@ -52,11 +50,13 @@ class EventStreamConsumer(StreamingHttpConsumer):
         await self.send_headers(status=200, headers=HEADERS)
         await self.write(f"retry: {RETRY_MS}\n\n")
 
-    async def take_slot(self) -> None:
+    async def take_slot(self, subscription: Subscription | None = None) -> None:
         """Refuse a client holding too many streams open at once, across
         processes (429; notifications.slots)."""
         cap = settings.SSE_MAX_PER_CLIENT
-        self.slot = await slots.take("sse", self.scope, cap, slots.sse_slot_ttl())
+        self.slot = await slots.take(
+            "sse", self.scope, cap, slots.sse_slot_ttl(), self.principal.user_id
+        )
         if self.slot is None:
             raise ClientError(
                 "too_many_streams", f"at most {cap} event streams open at once per client"

@@ -71,6 +71,21 @@ def parse_stream_name(stream: Any) -> tuple[str, int | None]:
     return "order", int(match.group(1))
 
 
+def group_for(stream: Any, user_id: Any = None) -> str | None:
+    """The group ``authorize`` would grant for ``stream``, from its name alone
+    (None when that takes the database: a bad name, ``mine`` for an unknown
+    user). Lets a consumer join before it authorizes (notifications.resume)."""
+    try:
+        kind, order_id = parse_stream_name(stream)
+    except StreamError:
+        return None
+    if kind == "staff":
+        return STAFF_GROUP
+    if kind == "mine":
+        return None if user_id is None else f"customer.{user_id}"
+    return f"order.{order_id}"
+
+
 def authorize(user: Any, stream: Any, tracking_token: str | None = None) -> Subscription:
     """Decide whether ``user`` (or a tracking-token holder) may read ``stream``.
 

@@ -118,6 +118,14 @@ class LiveConsumer(FollowingMixin, AsyncJsonWebsocketConsumer):
         token = tracking_token_for(self.scope, stream, content.get("token"))
         if token is not None and not isinstance(token, str):
             raise ClientError("bad_token", "token must be a string", field="token")
+        group = self.group_known(stream)
+        if (
+            group is not None
+            and group not in self.followed
+            and len(self.followed) < settings.MAX_SUBSCRIPTIONS_PER_SOCKET
+        ):
+            await self.open_stream(stream, token, after)  # one database hop
+            return
         subscription = await self.authorize_now(stream, token)
         if subscription.group in self.followed:
             await self.send_json({"type": "subscribed", "stream": subscription.stream})
