@@ -63,7 +63,14 @@ def test_push_shows_the_notification_and_a_click_opens_the_order(
     )
     cdp.send("ServiceWorker.enable")
     # CDP events are dispatched while Playwright talks to the browser: round-trip to poll.
-    wait_until(lambda: page.evaluate("1") and registrations, 10, "the service worker registration")
+    scope = server.url.rstrip("/") + "/"
+
+    def live_registration() -> dict[str, Any] | None:
+        page.evaluate("1")
+        found = [r for r in registrations if r["scopeURL"] == scope and not r["isDeleted"]]
+        return found[-1] if found else None
+
+    registration = wait_until(live_registration, 20, "the service worker registration")
     event = OrderEvent.objects.filter(order=order).order_by("-id").first()
     subscription = PushSubscription(scope=Scope.MINE, user=alice)
     payload = in_thread(notification, subscription, event)
@@ -71,11 +78,11 @@ def test_push_shows_the_notification_and_a_click_opens_the_order(
         "ServiceWorker.deliverPushMessage",
         {
             "origin": server.url.rstrip("/"),
-            "registrationId": registrations[0]["registrationId"],
+            "registrationId": registration["registrationId"],
             "data": json.dumps(payload),
         },
     )
-    shown = wait_until(lambda: page.evaluate(NOTIFICATIONS_JS), 10, "the notification shown")
+    shown = wait_until(lambda: page.evaluate(NOTIFICATIONS_JS), 20, "the notification shown")
     assert shown == [
         {
             "title": f"Your order {order.reference} has shipped",  # the e-mail's subject
