@@ -110,7 +110,7 @@ def catch_up() -> int:
     safely move up to the newest id read. Endpoints at the same point (all of
     them, usually) are handled together: one query finds the rows the
     on-commit hook did not make (normally none), one update moves them on.
-    An endpoint far behind (a replay) moves ``CATCH_UP_BATCH`` ids per call,
+    An endpoint far behind (a replay) moves ``CATCH_UP_BATCH`` events per call,
     in a group of its own, so it never holds the others back.
     """
     latest = queries.newest_event_id()
@@ -119,7 +119,7 @@ def catch_up() -> int:
         groups.setdefault(start, {})[endpoint_id] = event_types
     created = 0
     for start, wanted in groups.items():
-        through = min(latest, start + CATCH_UP_BATCH)
+        through = queries.nth_event_id_after(start, latest, CATCH_UP_BATCH)
         rows = [
             row
             for row in queries.missing_rows(list(wanted), start, through)

@@ -126,6 +126,18 @@ def newest_event_id() -> int:
     return _run(f"SELECT MAX(id) FROM {_table(OrderEvent)}", [])[0][0] or 0
 
 
+def nth_event_id_after(start: int, latest: int, count: int) -> int:
+    """The id of the ``count``-th event after ``start`` (at most ``latest``): a
+    catch-up batch is so many events, however sparse their ids (gaps from
+    rolled-back inserts, pruning, a sequence that jumped)."""
+    rows = _run(
+        f"SELECT id FROM {_table(OrderEvent)} WHERE id > %s AND id <= %s ORDER BY id "
+        "LIMIT 1 OFFSET %s",
+        [start, latest, count - 1],
+    )
+    return rows[0][0] if rows else latest
+
+
 def endpoints_behind(latest: int) -> list[tuple[int, int, list[str]]]:
     """(id, the id its rows are checked through, event types) of each enabled
     endpoint whose rows are not checked through ``latest``."""

@@ -63,6 +63,27 @@ def test_catch_up_creates_rows_a_lost_commit_hook_missed_and_keeps_order(
     assert WebhookDelivery.objects.filter(state="delivered").count() == 3
 
 
+def test_catch_up_steps_over_a_gap_in_event_ids_at_once(
+    webhook_settings: Any, start_receiver: Any, make_order: Any, alice: Any
+) -> None:
+    # Ids used and gone (rolled-back inserts, pruning): 2,500 of them, more
+    # than one catch-up batch, between the endpoint's cursor and its events.
+    receiver = start_receiver()
+    endpoint = make_endpoint(receiver.url("/a"))
+    order = make_order(alice)
+    filler = OrderEvent.objects.filter(order=order).first()
+    OrderEvent.objects.bulk_create(
+        OrderEvent(order=order, type=filler.type, data=filler.data) for _ in range(2500)
+    )
+    OrderEvent.objects.filter(id__gt=endpoint.start_after).delete()
+    WebhookDelivery.objects.all().delete()
+    make_order(alice, "paid")
+    expected = ids_after(endpoint.start_after)
+
+    drain()
+    assert receiver.event_ids("/a") == expected
+
+
 def test_resend_and_replay_from_a_cursor(
     webhook_settings: Any, start_receiver: Any, make_order: Any, alice: Any
 ) -> None:
