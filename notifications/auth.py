@@ -29,7 +29,8 @@ from channels.sessions import CookieMiddleware, SessionMiddleware
 from django.contrib.auth.models import AnonymousUser
 
 from booktime.clientip import client_address
-from booktime.errors import error_body
+from booktime.errors import CODES, error_body
+from booktime.limits import repeated_headers
 from booktime.throttles import AUTH_ADDRESS
 from notifications.streams import StreamError, parse_stream_name
 from orders.access import TRACKING_HEADER, tracking_cookie_name
@@ -112,37 +113,57 @@ def tracking_token_for(scope: dict, stream: Any, explicit: Any = None) -> Any:
     return (scope.get("cookies") or {}).get(tracking_cookie_name(order_id))
 
 
-async def refuse_throttled(scope: dict, receive: Any, send: Any, wait: int) -> None:
-    """429 JSON with ``Retry-After`` (HTTP), or a refused handshake (WebSocket)."""
+# Credentials a stream request brings once at most: with two, which one
+# counts would be a guess (a proxy in front may pick the other).
+CREDENTIAL_HEADERS = {
+    b"authorization": "Authorization",
+    TRACKING_HEADER.lower().encode(): TRACKING_HEADER,
+}
+
+
+async def refuse(
+    scope: dict, receive: Any, send: Any, body: dict[str, Any], headers: list[tuple[bytes, bytes]]
+) -> None:
+    """``body`` as JSON with its code's status (HTTP), or a refused handshake (WebSocket)."""
     if scope["type"] == "websocket":
         await WebsocketDenier()(scope, receive, send)
         return
-    body = error_body(
-        "throttled",
-        f"Too many failed authentication attempts from this address; retry in {wait} s.",
-    )
     await send(
         {
             "type": "http.response.start",
-            "status": 429,
+            "status": CODES[body["error"]["code"]],
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"cache-control", b"no-store"),
-                (b"retry-after", str(wait).encode()),
+                *headers,
             ],
         }
     )
     await send({"type": "http.response.body", "body": json.dumps(body).encode()})
 
 
+async def refuse_throttled(scope: dict, receive: Any, send: Any, wait: int) -> None:
+    """429 JSON with ``Retry-After`` (HTTP), or a refused handshake (WebSocket)."""
+    body = error_body(
+        "throttled",
+        f"Too many failed authentication attempts from this address; retry in {wait} s.",
+    )
+    await refuse(scope, receive, send, body, [(b"retry-after", str(wait).encode())])
+
+
 class TokenAuthMiddleware:
     """Sets ``scope["user"]`` from an ``Authorization: Token`` header, if any;
-    counts unknown tokens and refuses an address past its failure limit."""
+    counts unknown tokens and refuses an address past its failure limit. A
+    credential header given twice is 400 ``invalid`` naming it."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> Any:
+        repeated = repeated_headers(scope.get("headers", []), CREDENTIAL_HEADERS)
+        if repeated:
+            body = error_body("invalid", "Each credential header may be given once.", repeated)
+            return await refuse(scope, receive, send, body, [])
         key = token_from_headers(scope.get("headers", []))
         if key is not None:
             user, wait = await checked_user_for_token(key, client_address(scope))

@@ -69,10 +69,16 @@ class StreamingHttpConsumer(FollowingMixin, AsyncHttpConsumer):
         return {key: values[0] for key, values in params.items()}
 
     def header(self, name: bytes) -> str | None:
-        for key, value in self.scope.get("headers", []):
-            if key.lower() == name:
-                return value.decode("latin-1")
-        return None
+        """The ``name`` header (lower case); one given twice is 400 ``invalid``
+        naming it (``Last-Event-ID``), like a repeated query parameter: which
+        copy counts would be a guess."""
+        values = [value for key, value in self.scope.get("headers", []) if key.lower() == name]
+        if len(values) > 1:
+            parts = name.decode("latin-1").split("-")
+            field = "-".join("ID" if part == "id" else part.capitalize() for part in parts)
+            fields = repeated_params([(field, values)])
+            raise ClientError("invalid", "Each header may be given once.", fields=fields)
+        return values[0].decode("latin-1") if values else None
 
     def stream_params(self, params: dict[str, str]) -> tuple[str, Any]:
         """(stream, tracking token) of a request; 400 for a missing stream or a
