@@ -37,7 +37,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
-from django.db.models import Max, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from notifications.email import content, preferences
@@ -49,6 +49,8 @@ from notifications.email.models import (
     OutboundCursor,
 )
 from notifications.email.unsubscribe import unsubscribe_url
+from notifications.outbound import rows as outbound_rows
+from notifications.outbound.rows import cursor
 from notifications.webhooks.schedule import gives_up, retry_delay
 from orders.models import EventType, Order, OrderEvent
 
@@ -59,21 +61,6 @@ LEASE_SECONDS = 120
 DIGEST_MAX_ORDERS = 200
 ROWS_CURSOR = "email"
 DIGEST_CURSOR = "email.digest"
-
-
-def latest_event_id() -> int:
-    return OrderEvent.objects.aggregate(m=Max("id"))["m"] or 0
-
-
-def cursor(name: str) -> OutboundCursor:
-    """The channel's cursor; a new one starts at the newest event (no e-mails about the past)."""
-    row, _ = OutboundCursor.objects.get_or_create(
-        name=name, defaults={"through": latest_event_id()}
-    )
-    return row
-
-
-# -- creating rows ------------------------------------------------------------------
 
 
 def staff_recipients() -> list[tuple[int, str]]:
@@ -129,24 +116,10 @@ def create_rows_for_event(event: OrderEvent) -> int:
 
 
 def catch_up() -> int:
-    """Create the rows of every event after the cursor (event ids follow commit order)."""
-    position = cursor(ROWS_CURSOR)
-    latest = latest_event_id()
-    if latest <= position.through:
-        return 0
-    events = list(
-        OrderEvent.objects.filter(id__gt=position.through, id__lte=latest)
-        .select_related("order__customer")
-        .order_by("id")[:CATCH_UP_BATCH]
+    """Create the rows of the events after the cursor (``notifications.outbound.rows``)."""
+    return outbound_rows.catch_up(
+        ROWS_CURSOR, EmailMessage, rows_for, "order__customer", CATCH_UP_BATCH
     )
-    through = events[-1].id if len(events) == CATCH_UP_BATCH else latest
-    rows = rows_for(events)
-    if rows:
-        EmailMessage.objects.bulk_create(rows, ignore_conflicts=True)
-    OutboundCursor.objects.filter(name=ROWS_CURSOR, through__lt=through).update(
-        through=through, at=timezone.now()
-    )
-    return len(rows)
 
 
 def make_digests(now: datetime) -> int:

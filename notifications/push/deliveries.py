@@ -15,12 +15,11 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Max, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from notifications.email import content
-from notifications.email.deliveries import cursor
-from notifications.email.models import OutboundCursor
+from notifications.outbound import rows as outbound_rows
 from notifications.push import subscriptions
 from notifications.push.models import PushMessage, PushState, PushSubscription, Scope
 from notifications.webhooks.schedule import gives_up, retry_delay
@@ -65,23 +64,8 @@ def create_rows_for_event(event: OrderEvent) -> int:
 
 
 def catch_up() -> int:
-    position = cursor(ROWS_CURSOR)
-    latest = OrderEvent.objects.aggregate(m=Max("id"))["m"] or 0
-    if latest <= position.through:
-        return 0
-    events = list(
-        OrderEvent.objects.filter(id__gt=position.through, id__lte=latest)
-        .select_related("order")
-        .order_by("id")[:CATCH_UP_BATCH]
-    )
-    through = events[-1].id if len(events) == CATCH_UP_BATCH else latest
-    rows = rows_for(events)
-    if rows:
-        PushMessage.objects.bulk_create(rows, ignore_conflicts=True)
-    OutboundCursor.objects.filter(name=ROWS_CURSOR, through__lt=through).update(
-        through=through, at=timezone.now()
-    )
-    return len(rows)
+    """Create the rows of the events after the cursor (``notifications.outbound.rows``)."""
+    return outbound_rows.catch_up(ROWS_CURSOR, PushMessage, rows_for, "order", CATCH_UP_BATCH)
 
 
 def claim(limit: int, lease_seconds: float = LEASE_SECONDS) -> list[int]:
