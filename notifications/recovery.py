@@ -107,11 +107,12 @@ class RecoveryMixin:
         inbox = self.local_messages
         new_inbox_channel = getattr(self.channel_layer, "new_inbox_channel", None)
         pumps: list[asyncio.Task] = []
+        layer_pump: asyncio.Task | None = None
         if new_inbox_channel is not None:
             self.channel_name = new_inbox_channel(inbox)
         else:
             self.channel_name = await self.channel_layer.new_channel()
-            pumps.append(asyncio.create_task(pump(self.receive_from_layer, inbox)))
+            layer_pump = asyncio.create_task(pump(self.receive_from_layer, inbox))
         self.channel_receive = self.receive_from_layer
         pumps.append(asyncio.create_task(pump(receive, inbox)))
         try:
@@ -123,6 +124,8 @@ class RecoveryMixin:
         except StopConsumer:
             pass
         finally:
+            if layer_pump is not None:
+                await self.end_layer_receive(layer_pump)
             for task in pumps:
                 task.cancel()
             for task in pumps:
@@ -135,6 +138,26 @@ class RecoveryMixin:
             metrics.connection_closed(self)
             if new_inbox_channel is not None:
                 self.channel_layer.release_inbox_channel(self.channel_name)
+
+    async def end_layer_receive(self, task: asyncio.Task) -> None:
+        """End the layer receive with a last message to itself rather than by cancelling it.
+
+        RedisChannelLayer shares one BZPOPMIN per process among its consumers;
+        cancelling the receive that is waiting in it can drop a message already
+        popped for *another* consumer of the process (channels_redis #366,
+        channels #1683), which a reconnect storm made visible. Cancelled only
+        when the layer does not answer.
+        """
+        try:
+            await asyncio.wait_for(
+                self.channel_layer.send(self.channel_name, {"type": LAYER_CLOSED}),
+                LAYER_CLOSE_TIMEOUT_SECONDS,
+            )
+            await asyncio.wait_for(asyncio.shield(task), LAYER_CLOSE_TIMEOUT_SECONDS)
+        except Exception:  # noqa: BLE001 - the layer does not answer: cancel after all
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
     async def receive_from_layer(self) -> dict[str, Any]:
         """The next layer message; while Redis is down, retry, then report recovery."""
@@ -258,7 +281,11 @@ class SourceFailed(NamedTuple):
 
 
 # The last message the ASGI server sends a consumer; nothing follows it.
-FINAL_MESSAGES = frozenset({"websocket.disconnect", "http.disconnect"})
+# Sent by a closing consumer to its own channel to end its layer receive
+# (RecoveryMixin.end_layer_receive); never dispatched.
+LAYER_CLOSED = "layer.closed"
+LAYER_CLOSE_TIMEOUT_SECONDS = 2.0
+FINAL_MESSAGES = frozenset({"websocket.disconnect", "http.disconnect", LAYER_CLOSED})
 
 
 async def pump(source: Any, inbox: asyncio.Queue) -> None:
