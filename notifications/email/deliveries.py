@@ -107,12 +107,8 @@ def rows_for(events: list[OrderEvent]) -> list[EmailMessage]:
 
 
 def create_rows_for_event(event: OrderEvent) -> int:
-    """On commit of ``event``: its e-mail rows (the worker's catch-up makes any this misses)."""
-    event = OrderEvent.objects.select_related("order__customer").get(id=event.id)
-    rows = rows_for([event])
-    if rows:
-        EmailMessage.objects.bulk_create(rows, ignore_conflicts=True)
-    return len(rows)
+    """On commit of ``event``: its rows (``notifications.outbound.rows``)."""
+    return outbound_rows.create_rows_for_event(event.id, EmailMessage, rows_for, "order__customer")
 
 
 def catch_up() -> int:

@@ -27,6 +27,20 @@ def cursor(name: str) -> OutboundCursor:
     return row
 
 
+def create_rows_for_event(
+    event_id: int,
+    model: type[Model],
+    rows_for: Callable[[list[OrderEvent]], list[Any]],
+    related: str,
+) -> int:
+    """On commit of an event: its ``model`` rows (the catch-up makes any this misses)."""
+    event = OrderEvent.objects.select_related(related).get(id=event_id)
+    rows = rows_for([event])
+    if rows:
+        model.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
+
+
 def catch_up(
     name: str,
     model: type[Model],

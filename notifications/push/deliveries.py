@@ -56,11 +56,8 @@ def rows_for(events: list[OrderEvent]) -> list[PushMessage]:
 
 
 def create_rows_for_event(event: OrderEvent) -> int:
-    event = OrderEvent.objects.select_related("order").get(id=event.id)
-    rows = rows_for([event])
-    if rows:
-        PushMessage.objects.bulk_create(rows, ignore_conflicts=True)
-    return len(rows)
+    """On commit of ``event``: its rows (``notifications.outbound.rows``)."""
+    return outbound_rows.create_rows_for_event(event.id, PushMessage, rows_for, "order")
 
 
 def catch_up() -> int:
