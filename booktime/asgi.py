@@ -4,11 +4,12 @@ Both protocols go through the session/auth middleware, and the stream routes
 also accept a DRF ``Authorization: Token`` header (notifications.auth,
 notifications.routing), so every transport sees the same ``scope["user"]``;
 WebSocket handshakes must also come from an allowed origin: scheme, host and
-port (booktime.origin). On HTTP the user is looked up lazily, by the SSE or
-long-poll consumer's one database hop (notifications.auth.LazyAuthMiddlewareStack;
-Django's views authenticate for themselves); a WebSocket's user is fixed at its
-handshake, since a sign-in that ends between the handshake and the first
-subscribe must close it with 4401 (notifications.access).
+port (booktime.origin). The user is looked up lazily, by the stream
+consumers' first authorization, in the same database hop as the first backlog
+page (notifications.auth.LazyAuthMiddlewareStack; Django's views authenticate
+for themselves): a handshake costs no database hop. A session cookie that
+signs nobody in by then reads as a sign-in that ended (WebSocket close 4401
+where anonymous is refused; notifications.access.Principal).
 """
 
 import os
@@ -20,7 +21,6 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 # Initialise Django (apps, models) before importing consumers.
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from booktime.health import health_routes  # noqa: E402
@@ -32,7 +32,7 @@ from notifications.routing import http_urlpatterns, websocket_urlpatterns  # noq
 application = ProtocolTypeRouter(
     {
         "http": LazyAuthMiddlewareStack(URLRouter([*http_urlpatterns(django_asgi_app)])),
-        "websocket": OriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": OriginValidator(LazyAuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
 # Health, readiness and metrics answer ahead of everything (booktime/health.py);

@@ -72,6 +72,7 @@ from django.contrib.auth import (
     load_backend,
     user_logged_out,
 )
+from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -81,6 +82,7 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 from django.utils.functional import empty
 
 from booktime.errors import OUTAGE_ERRORS, Unavailable
+from notifications import sql
 from notifications.publish import run_on_publisher_loop
 from notifications.streams import StreamError, Subscription, authorize
 from orders.models import Order
@@ -130,13 +132,22 @@ class Principal:
     ``pending``: a session cookie whose user is not looked up yet
     (``LazyAuthMiddleware`` leaves ``scope["user"]`` unresolved); the first
     authorization resolves it in its own database hop (``current``), so a
-    handshake costs no hop of its own."""
+    handshake costs no hop of its own.
+
+    ``session_ended``: anonymous because the session cookie it brought signs
+    nobody in any more (logged out, flushed, expired, password changed, user
+    deactivated). Where anonymous is refused as ``unauthenticated``, that is
+    the sign-in ending (``PrincipalEnded``; a WebSocket closes with 4401),
+    whether it ended before the handshake or after it: the handshake no
+    longer looks the user up, so the two cannot be told apart, and to the
+    browser holding the cookie they mean the same."""
 
     user_id: Any = None  # None: anonymous
     session_key: str | None = field(default=None, repr=False)
     api_token: str | None = field(default=None, repr=False)
     credential: str | None = field(default=None, compare=False)  # fingerprint of either
     pending: bool = field(default=False, compare=False)
+    session_ended: bool = field(default=False, compare=False)
 
     @classmethod
     def of(cls, scope: dict[str, Any]) -> Principal:
@@ -181,14 +192,37 @@ def read_session(key: str) -> tuple[dict[str, Any], datetime | None]:
     if model_class is None:
         return store.load(), None
     # A database session (``db`` or ``cached_db``): its row has the true expiry,
-    # and a deleted row is seen even if a cache still holds the data.
-    row = (
-        model_class()
-        .objects.filter(session_key=key, expire_date__gt=timezone.now())
-        .values_list("session_data", "expire_date")
-        .first()
+    # and a deleted row is seen even if a cache still holds the data. In SQL:
+    # once per subscribe (notifications.sql).
+    model = model_class()
+    expires = sql.column(model, "expire_date")
+    rows = sql.run(
+        f"SELECT {sql.column(model, 'session_data')}, {expires} FROM {sql.table(model)} "
+        f"WHERE {sql.column(model, 'session_key')} = %s AND {expires} > %s",
+        [key, sql.when(timezone.now())],
     )
-    return (store.decode(row[0]), row[1]) if row else ({}, None)
+    if not rows:
+        return {}, None
+    data, expire_date = rows[0]
+    return store.decode(data), sql.convert(model, "expire_date", expire_date)
+
+
+def user_by_id(backend: Any, user_id: Any) -> Any:
+    """``backend.get_user(user_id)``; for Django's ``ModelBackend`` one SQL
+    statement instead of an ORM query (once per subscribe; notifications.sql)."""
+    if type(backend).get_user is not ModelBackend.get_user:
+        return backend.get_user(user_id)
+    model = get_user_model()
+    fields = model._meta.concrete_fields
+    rows = sql.run(
+        f"SELECT {', '.join(sql.column(model, f.name) for f in fields)} "
+        f"FROM {sql.table(model)} WHERE {sql.column(model, model._meta.pk.name)} = %s",
+        [sql.prep(model, model._meta.pk.name, user_id)],
+    )
+    if not rows:
+        return None
+    user = sql.load(model, [f.attname for f in fields], rows[0])
+    return user if backend.user_can_authenticate(user) else None
 
 
 def session_standing(
@@ -212,7 +246,7 @@ def session_standing(
         return ended
     if user_id != principal.user_id or backend_path not in settings.AUTHENTICATION_BACKENDS:
         return ended
-    user = load_backend(backend_path).get_user(user_id)
+    user = user_by_id(load_backend(backend_path), user_id)
     if user is None or not user.is_active:
         return ended
     if hasattr(user, "get_session_auth_hash"):
@@ -230,14 +264,16 @@ def resolve_pending(principal: Principal) -> tuple[Principal, Standing]:
     key = principal.session_key
     assert key is not None
     stored = read_session(key)
+    if not stored[0]:  # gone or expired: a sign-in that ended (see ``Principal``)
+        return Principal(session_ended=True), Standing(AnonymousUser())
     try:
         user_id = get_user_model()._meta.pk.to_python(stored[0][SESSION_KEY])
     except (KeyError, ValidationError):
-        return Principal(), Standing(AnonymousUser())
+        return Principal(), Standing(AnonymousUser())  # a visitor's session: never signed in
     resolved = Principal(user_id, session_key=key, credential=fingerprint(key))
     standing = session_standing(resolved, stored)
     if standing.user is None:
-        return Principal(), Standing(AnonymousUser())
+        return Principal(session_ended=True), Standing(AnonymousUser())
     return resolved, standing
 
 
@@ -274,7 +310,12 @@ def authorize_principal(
     principal, standing = current(principal)
     if standing.user is None:
         raise PrincipalEnded()
-    return authorize(standing.user, stream, token), standing, principal
+    try:
+        return authorize(standing.user, stream, token), standing, principal
+    except StreamError as exc:
+        if principal.session_ended and exc.code == "unauthenticated":
+            raise PrincipalEnded() from None
+        raise
 
 
 def _authorize_then(

@@ -22,9 +22,10 @@ from typing import Any
 from django.conf import settings
 
 from booktime.errors import ClientError
+from notifications import sql
 from notifications.models import LogHorizon
 from notifications.streams import Subscription
-from orders.models import OrderEvent
+from orders.models import Order, OrderEvent
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,8 @@ def latest_event_id() -> int:
     """The newest committed event id; for an empty log the pruned horizon (0
     if never pruned), so a cursor handed out after pruning everything is
     still one the log can serve."""
-    last = OrderEvent.objects.order_by("-id").values_list("id", flat=True).first()
+    # In SQL: read by every subscribe, open and poll (notifications.sql).
+    last = sql.run(f"SELECT MAX(id) FROM {sql.table(OrderEvent)}", [])[0][0]
     return last if last is not None else LogHorizon.pruned_through_id()
 
 
@@ -90,6 +92,51 @@ def filter_events(subscription: Subscription | None, queryset: Any = None) -> An
     if subscription.customer_id is not None:
         qs = qs.filter(order__customer_id=subscription.customer_id)
     return qs
+
+
+ENVELOPE_FIELDS = ("id", "type", "created_at", "data")  # what ``OrderEvent.envelope`` reads
+
+
+def _events_sql(subscription: Subscription | None, after: int) -> tuple[str, list[Any]]:
+    """FROM/WHERE of the events after ``after`` that ``subscription`` may see, in SQL."""
+    events, orders = sql.table(OrderEvent), sql.table(Order)
+    order_column = f"{events}.{sql.column(OrderEvent, 'order')}"
+    clauses, params, join = [f"{events}.{sql.column(OrderEvent, 'id')} > %s"], [after], ""
+    if subscription is not None and subscription.order_id is not None:
+        clauses.append(f"{order_column} = %s")
+        params.append(subscription.order_id)
+    if subscription is not None and subscription.customer_id is not None:
+        join = f" INNER JOIN {orders} ON {orders}.{sql.column(Order, 'id')} = {order_column}"
+        clauses.append(f"{orders}.{sql.column(Order, 'customer')} = %s")
+        params.append(subscription.customer_id)
+    return f"FROM {events}{join} WHERE {' AND '.join(clauses)}", params
+
+
+def event_page(
+    subscription: Subscription | None, queryset: Any, after: int, limit: int
+) -> list[OrderEvent]:
+    """Up to ``limit`` events after ``after`` in id order (with only the
+    envelope's fields loaded). The stream transports' reads are one SQL
+    statement (notifications.sql); the REST feed's extra filters
+    (``queryset``) go through the ORM."""
+    if queryset is not None:
+        return list(
+            filter_events(subscription, queryset).filter(id__gt=after).order_by("id")[:limit]
+        )
+    where, params = _events_sql(subscription, after)
+    table = sql.table(OrderEvent)
+    columns = ", ".join(f"{table}.{sql.column(OrderEvent, name)}" for name in ENVELOPE_FIELDS)
+    order_by = f"{table}.{sql.column(OrderEvent, 'id')}"
+    rows = sql.run(f"SELECT {columns} {where} ORDER BY {order_by} LIMIT {int(limit)}", params)
+    return [sql.load(OrderEvent, ENVELOPE_FIELDS, row) for row in rows]
+
+
+def events_after(subscription: Subscription | None, queryset: Any, after: int) -> bool:
+    """Whether any event after ``after`` is one ``subscription`` may see (fetches no row)."""
+    if queryset is not None:
+        return filter_events(subscription, queryset).filter(id__gt=after).exists()
+    where, params = _events_sql(subscription, after)
+    return bool(sql.run(f"SELECT 1 {where} LIMIT 1", params))
 
 
 def read_backlog(
@@ -122,15 +169,14 @@ def read_backlog(
         # Whatever commits from here on reaches a subscriber live: it joined
         # its group before this read (notifications.resume).
         return Backlog(cursor=newest)
-    qs = filter_events(subscription, queryset).filter(id__gt=after).order_by("id")
-    rows = list(qs[:limit])
+    rows = event_page(subscription, queryset, after, limit)
     # The horizon is read after the rows: ``prune_events`` commits a new
     # horizon before it deletes anything, so rows read across a gap it made
     # are never returned as if complete (notifications.retention).
     horizon = LogHorizon.pruned_through_id()
     if after < horizon:
         return Backlog(cursor=max(newest, horizon), reset=True)
-    more = len(rows) == limit and qs.filter(id__gt=rows[-1].id).exists()
+    more = len(rows) == limit and events_after(subscription, queryset, rows[-1].id)
     events = [row.envelope() for row in rows]
     # With no more rows the reader has seen everything up to ``newest`` as far
     # as its filter goes, so the cursor may jump there; it stays on the last

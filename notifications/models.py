@@ -21,8 +21,13 @@ class LogHorizon(models.Model):
 
     @classmethod
     def pruned_through_id(cls) -> int:
-        row = cls.objects.filter(pk=1).values_list("pruned_through", flat=True).first()
-        return row or 0
+        """The horizon; in SQL, as every backlog read asks (notifications.sql)."""
+        from notifications import sql
+
+        rows = sql.run(
+            f"SELECT {sql.column(cls, 'pruned_through')} FROM {sql.table(cls)} WHERE id = 1", []
+        )
+        return (rows[0][0] or 0) if rows else 0
 
 
 # Webhooks, e-mail and Web Push keep their rows in their own modules.

@@ -46,17 +46,17 @@ def hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 @pytest.fixture
 def no_middleware_hop(monkeypatch: pytest.MonkeyPatch) -> None:
-    """channels' eager user lookup must not run for the HTTP streams."""
+    """channels' eager user lookup must not run for the streams (HTTP or WebSocket)."""
     import channels.auth
 
     async def refuse(scope: Any) -> Any:
-        raise AssertionError("the HTTP middleware looked the user up")
+        raise AssertionError("the middleware looked the user up")
 
     monkeypatch.setattr(channels.auth, "get_user", refuse)
 
 
 async def test_a_websocket_subscribe_with_a_cursor_is_one_hop(
-    alice, alices_order, socket_factory, hops
+    alice, alices_order, socket_factory, hops, no_middleware_hop
 ):
     ws = await socket_factory(await sync_to_async(ws_headers)(alice))
     await ws.send_json_to({"action": "subscribe", "stream": f"order:{alices_order.pk}", "after": 0})
@@ -120,3 +120,32 @@ async def test_a_refused_subscribe_leaves_the_group_and_hears_nothing(
     assert not get_channel_layer().groups.get(f"order.{alices_order.pk}")
     await sync_to_async(transition_order)(alices_order.pk, "paid")
     assert await ws.receive_nothing(timeout=0.3)
+
+
+async def test_a_websocket_with_a_stale_cookie_still_follows_a_tracking_link(
+    alice, alices_order, socket_factory, no_middleware_hop
+):
+    from django.contrib.sessions.models import Session
+
+    from orders.access import make_tracking_token
+
+    token = await sync_to_async(make_tracking_token)(alices_order)
+    ws = await socket_factory(await sync_to_async(ws_headers)(alice))
+    await sync_to_async(Session.objects.all().delete)()
+    stream = f"order:{alices_order.pk}"
+    await ws.send_json_to({"action": "subscribe", "stream": stream, "after": 0, "token": token})
+    assert (await ws.receive_json_from(timeout=TIMEOUT))["type"] == "subscribed"
+    assert (await ws.receive_json_from(timeout=TIMEOUT))["type"] == "event"
+
+
+async def test_a_websocket_whose_session_ended_before_its_first_subscribe_closes_4401(
+    alice, alices_order, socket_factory, no_middleware_hop
+):
+    from django.contrib.sessions.models import Session
+
+    ws = await socket_factory(await sync_to_async(ws_headers)(alice))
+    await sync_to_async(Session.objects.all().delete)()
+    await ws.send_json_to({"action": "subscribe", "stream": "mine", "after": 0})
+    frame = await ws.receive_json_from(timeout=TIMEOUT)
+    assert (frame["type"], frame["code"], frame["stream"]) == ("error", "unauthenticated", "mine")
+    assert (await ws.receive_output(timeout=TIMEOUT)) == {"type": "websocket.close", "code": 4401}

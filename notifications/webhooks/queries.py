@@ -12,66 +12,22 @@ would. The rules they serve (what is sendable, what an outcome records) are
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
-from django.db.models import Model
 from django.db.models.constants import OnConflict
 
+from notifications.sql import column as _column
+from notifications.sql import convert, prep, when
+from notifications.sql import marks as _marks
+from notifications.sql import run as _run
+from notifications.sql import table as _table
 from notifications.webhooks.models import DeliveryState, WebhookDelivery, WebhookEndpoint
 from orders.models import OrderEvent
 
 PENDING = DeliveryState.PENDING.value
-
-
-def _table(model: type[Model]) -> str:
-    return connection.ops.quote_name(model._meta.db_table)
-
-
-def _column(model: type[Model], name: str) -> str:
-    return connection.ops.quote_name(model._meta.get_field(name).column)
-
-
-@functools.cache
-def _converter(model: type[Model], name: str, vendor: str) -> Callable[[Any], Any]:
-    """What the ORM applies to a column's raw value when it reads ``model.name``."""
-    field = model._meta.get_field(name)
-    column = field.get_col(model._meta.db_table)
-    steps = [*connection.ops.get_db_converters(column), *column.get_db_converters(connection)]
-
-    def convert(value: Any) -> Any:
-        for step in steps:
-            value = step(value, column, connection)
-        return value
-
-    return convert
-
-
-def convert(model: type[Model], name: str, value: Any) -> Any:
-    return _converter(model, name, connection.vendor)(value)
-
-
-def prep(model: type[Model], name: str, value: Any) -> Any:
-    """``value`` as the ORM would write it to ``model.name``."""
-    return model._meta.get_field(name).get_db_prep_save(value, connection)
-
-
-def when(value: datetime) -> Any:
-    """A datetime as a query parameter compared with a DateTimeField column."""
-    return connection.ops.adapt_datetimefield_value(value)
-
-
-def _run(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall() if cursor.description else []
-
-
-def _marks(values: Sequence[Any]) -> str:
-    return ", ".join(["%s"] * len(values))
 
 
 # -- rows and catch-up ----------------------------------------------------------------
