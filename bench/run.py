@@ -325,6 +325,9 @@ class Profiler:
                     "raw",
                     "--rate",
                     "200",
+                    # Only the thread holding the GIL: the database thread
+                    # otherwise shows its waits for the GIL as busy time.
+                    "--gil",
                     "--output",
                     str(out),
                     *(["--nonblocking"] if nonblocking else []),

@@ -50,6 +50,7 @@ SSE sends ``event: error`` and ends; a held long-poll answers 401/403 JSON.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import re
@@ -75,7 +76,7 @@ from django.contrib.auth import (
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models.signals import post_delete, post_init, post_save
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
@@ -195,16 +196,20 @@ def read_session(key: str) -> tuple[dict[str, Any], datetime | None]:
     # and a deleted row is seen even if a cache still holds the data. In SQL:
     # once per subscribe (notifications.sql).
     model = model_class()
-    expires = sql.column(model, "expire_date")
-    rows = sql.run(
-        f"SELECT {sql.column(model, 'session_data')}, {expires} FROM {sql.table(model)} "
-        f"WHERE {sql.column(model, 'session_key')} = %s AND {expires} > %s",
-        [key, sql.when(timezone.now())],
-    )
+    rows = sql.run(_session_select(model, connection.vendor), [key, sql.when(timezone.now())])
     if not rows:
         return {}, None
     data, expire_date = rows[0]
     return store.decode(data), sql.convert(model, "expire_date", expire_date)
+
+
+@functools.cache
+def _session_select(model: Any, vendor: str) -> str:
+    expires = sql.column(model, "expire_date")
+    return (
+        f"SELECT {sql.column(model, 'session_data')}, {expires} FROM {sql.table(model)} "
+        f"WHERE {sql.column(model, 'session_key')} = %s AND {expires} > %s"
+    )
 
 
 def user_by_id(backend: Any, user_id: Any) -> Any:
@@ -213,16 +218,22 @@ def user_by_id(backend: Any, user_id: Any) -> Any:
     if type(backend).get_user is not ModelBackend.get_user:
         return backend.get_user(user_id)
     model = get_user_model()
-    fields = model._meta.concrete_fields
-    rows = sql.run(
-        f"SELECT {', '.join(sql.column(model, f.name) for f in fields)} "
-        f"FROM {sql.table(model)} WHERE {sql.column(model, model._meta.pk.name)} = %s",
-        [sql.prep(model, model._meta.pk.name, user_id)],
-    )
+    statement, names = _user_select(model, connection.vendor)
+    rows = sql.run(statement, [sql.prep(model, model._meta.pk.name, user_id)])
     if not rows:
         return None
-    user = sql.load(model, [f.attname for f in fields], rows[0])
+    user = sql.load(model, names, rows[0])
     return user if backend.user_can_authenticate(user) else None
+
+
+@functools.cache
+def _user_select(model: Any, vendor: str) -> tuple[str, list[str]]:
+    fields = model._meta.concrete_fields
+    statement = (
+        f"SELECT {', '.join(sql.column(model, f.name) for f in fields)} "
+        f"FROM {sql.table(model)} WHERE {sql.column(model, model._meta.pk.name)} = %s"
+    )
+    return statement, [f.attname for f in fields]
 
 
 def session_standing(

@@ -26,6 +26,7 @@ import json
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
@@ -57,6 +58,12 @@ class LiveConsumer(FollowingMixin, AsyncJsonWebsocketConsumer):
                 field="token",
             )
             await self.send_json(error.frame())
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        """channels' version without its ``aclose_old_connections()`` hop to the
+        database thread (one per closed socket; see ``FollowingMixin.dispatch``)."""
+        await self.disconnect(message.get("code", 1000))
+        raise StopConsumer()
 
     async def disconnect(self, code: int) -> None:
         """Leave every group so no membership outlives the socket."""

@@ -5,6 +5,7 @@
   the limit (1 MiB) is refused the same way, without closing the socket.
 - Long-poll: one user holding LONGPOLL_MAX_PER_CLIENT polls gets 429 with the
   JSON error on the next; the slot comes back when a poll's client goes.
+  Back-to-back polls reuse one slot, given back once the client stops.
 - SSE: one user holding SSE_MAX_PER_CLIENT streams over two daphne processes
   gets 429 on the next, from either (the count is shared in Redis); a slot
   comes back when its stream ends, or expires when its process dies.
@@ -104,6 +105,35 @@ async def test_a_user_holding_too_many_long_polls_gets_429_until_one_ends(
         for poll in held[1:]:
             poll.cancel()
         await asyncio.gather(*held, return_exceptions=True)
+
+
+async def test_back_to_back_polls_reuse_one_slot_which_is_given_back_after(
+    daphne_server: Any, alice: Any, login_cookies: Any, redis_url: str
+) -> None:
+    """A client polling again at once takes over its last poll's slot (no
+    Redis round trips per poll); once it stops, the slot is given back."""
+    import redis.asyncio as aioredis
+
+    from notifications.slots import slot_key
+
+    cookies = await sync_to_async(login_cookies)(alice)
+    key = slot_key("poll", f"user:{alice.pk}")
+    store = aioredis.from_url(redis_url)
+    try:
+        seen: set[bytes] = set()
+        async with httpx.AsyncClient(base_url=daphne_server.url, cookies=cookies) as client:
+            for _ in range(5):
+                answer = await client.get("/events/poll/?stream=mine&timeout=0")
+                assert answer.status_code == 200
+                seen.update(await store.zrange(key, 0, -1))
+        assert len(seen) == 1, f"each poll took a slot of its own: {seen}"
+
+        async def given_back() -> bool:
+            return await store.zcard(key) == 0
+
+        await async_wait_until(given_back, timeout=10, message="the kept slot given back")
+    finally:
+        await store.aclose()
 
 
 async def test_a_rest_client_over_its_rate_gets_429_with_retry_after(
