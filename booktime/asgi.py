@@ -1,15 +1,15 @@
 """ASGI entry point: HTTP (Django + the SSE/long-poll consumers) and WebSocket.
 
-Both protocols go through the session/auth middleware, and the stream routes
-also accept a DRF ``Authorization: Token`` header (notifications.auth,
-notifications.routing), so every transport sees the same ``scope["user"]``;
-WebSocket handshakes must also come from an allowed origin: scheme, host and
-port (booktime.origin). The user is looked up lazily, by the stream
-consumers' first authorization, in the same database hop as the first backlog
-page (notifications.auth.LazyAuthMiddlewareStack; Django's views authenticate
-for themselves): a handshake costs no database hop. A session cookie that
-signs nobody in by then reads as a sign-in that ended (WebSocket close 4401
-where anonymous is refused; notifications.access.Principal).
+The stream routes read a request's credentials the same way on every
+transport: the session cookie, or a DRF ``Authorization: Token`` header
+(notifications.auth, notifications.routing). The session's user is looked up
+by the stream consumer's first authorization, in the same database hop as
+the first backlog page (notifications.auth.StreamAuthMiddlewareStack): a
+handshake costs no database hop. A session cookie that signs nobody in by
+then reads as a sign-in that ended (WebSocket close 4401 where anonymous is
+refused; notifications.access.Principal). Django's views authenticate for
+themselves. WebSocket handshakes must also come from an allowed origin:
+scheme, host and port (booktime.origin).
 """
 
 import os
@@ -26,13 +26,13 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from booktime.health import health_routes  # noqa: E402
 from booktime.logging import RequestIdMiddleware  # noqa: E402
 from booktime.origin import OriginValidator  # noqa: E402
-from notifications.auth import LazyAuthMiddlewareStack  # noqa: E402
+from notifications.auth import StreamAuthMiddlewareStack  # noqa: E402
 from notifications.routing import http_urlpatterns, websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": LazyAuthMiddlewareStack(URLRouter([*http_urlpatterns(django_asgi_app)])),
-        "websocket": OriginValidator(LazyAuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "http": StreamAuthMiddlewareStack(URLRouter([*http_urlpatterns(django_asgi_app)])),
+        "websocket": OriginValidator(StreamAuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
 # Health, readiness and metrics answer ahead of everything (booktime/health.py);

@@ -130,8 +130,8 @@ class Principal:
     """Who a connection reads as: a user through a session or an API token, or nobody
     (tracking links only). Fixed by the connection's first authorization.
 
-    ``pending``: a session cookie whose user is not looked up yet
-    (``LazyAuthMiddleware`` leaves ``scope["user"]`` unresolved); the first
+    ``pending``: a session cookie whose user is not looked up yet (the
+    stream routes resolve no user at the handshake); the first
     authorization resolves it in its own database hop (``current``), so a
     handshake costs no hop of its own.
 
@@ -153,10 +153,12 @@ class Principal:
     @classmethod
     def of(cls, scope: dict[str, Any]) -> Principal:
         user = scope.get("user")
-        if isinstance(user, UserLazyObject) and user._wrapped is empty:
-            key = getattr(scope.get("session"), "session_key", None)
+        if user is None or (isinstance(user, UserLazyObject) and user._wrapped is empty):
+            # No user resolved (``notifications.auth.StreamAuthMiddlewareStack``):
+            # the session cookie, if any, is looked up by the first authorization.
+            key = (scope.get("cookies") or {}).get(settings.SESSION_COOKIE_NAME)
             return cls(session_key=key, pending=True) if key else cls()
-        if user is None or not user.is_authenticated:
+        if not user.is_authenticated:
             return cls()
         token = scope.get("api_token")
         if token:
@@ -274,6 +276,8 @@ def resolve_pending(principal: Principal) -> tuple[Principal, Standing]:
     whose user or password hash no longer matches reads as anonymous)."""
     key = principal.session_key
     assert key is not None
+    if import_module(settings.SESSION_ENGINE).SessionStore(key).session_key is None:
+        return Principal(), Standing(AnonymousUser())  # not a key the store accepts
     stored = read_session(key)
     if not stored[0]:  # gone or expired: a sign-in that ended (see ``Principal``)
         return Principal(session_ended=True), Standing(AnonymousUser())

@@ -1,8 +1,8 @@
 """Credentials on the streaming transports: API tokens and tracking links.
 
-Browsers authenticate with the session cookie (``LazyAuthMiddlewareStack``:
-channels' session and auth middleware, with the user looked up by the first
-authorization rather than at the handshake; ``notifications.access.Principal``).
+Browsers authenticate with the session cookie (``StreamAuthMiddlewareStack``:
+its key is looked up by the first authorization, not at the handshake;
+``notifications.access.Principal``).
 Third parties may also open SSE, long-poll or WebSocket streams with the
 same DRF token they use for the REST API: ``Authorization: Token <key>``.
 A header with an unknown key makes the request anonymous, so the consumer
@@ -22,10 +22,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from channels.auth import AuthMiddleware
 from channels.db import database_sync_to_async
 from channels.security.websocket import WebsocketDenier
-from channels.sessions import CookieMiddleware, SessionMiddleware
+from channels.sessions import CookieMiddleware
 from django.contrib.auth.models import AnonymousUser
 
 from booktime.clientip import client_address
@@ -62,24 +61,20 @@ def checked_user_for_token(key: str, address: str) -> tuple[Any, int]:
     return user, 0
 
 
-class LazyAuthMiddleware(AuthMiddleware):
-    """channels' ``AuthMiddleware`` without its database hop per handshake.
+def StreamAuthMiddlewareStack(inner: Any) -> Any:  # noqa: N802 - as channels' AuthMiddlewareStack
+    """What the stream routes need of a request's credentials: its cookies.
 
-    ``scope["user"]`` stays an unresolved ``UserLazyObject`` (touching it
-    raises); the stream consumers resolve the session's user in the same
-    database hop as their first authorization (``notifications.access``), and
-    Django's views authenticate for themselves. Profiled: the handshake's own
-    session + user hop was 6-10 % of a connect's server time and one of its
-    three thread hops (docs/performance.md).
+    channels' ``AuthMiddlewareStack`` loads the session and its user at every
+    handshake (a database hop), and its session wrapper inspects the session
+    on every message sent. The stream consumers need neither: they read the
+    session cookie's key (``notifications.access.Principal.of``) and resolve
+    it in the same database hop as their first authorization, as
+    ``AuthMiddleware`` would have (``resolve_pending``); they never change a
+    session. Django's views authenticate for themselves. Profiled: the
+    handshake's session + user hop was 17 % of a WebSocket connect's server
+    time (docs/performance.md).
     """
-
-    async def resolve_scope(self, scope: dict[str, Any]) -> None:
-        return None
-
-
-def LazyAuthMiddlewareStack(inner: Any) -> Any:  # noqa: N802 - as channels' AuthMiddlewareStack
-    """Cookies, session (loaded on first use) and a lazy user: see ``LazyAuthMiddleware``."""
-    return CookieMiddleware(SessionMiddleware(LazyAuthMiddleware(inner)))
+    return CookieMiddleware(inner)
 
 
 def token_from_headers(headers: list[tuple[bytes, bytes]]) -> str | None:
