@@ -236,10 +236,13 @@ class RecoveryMixin:
             self.rejoin_task = asyncio.get_running_loop().create_task(self._rejoin())
 
     async def _rejoin(self) -> None:
+        # Retries while nothing is followed too: a stream opened with a cursor
+        # joins its group before it is authorized (``open_stream``), and is
+        # followed only then; the ``layer.recovered`` this puts in the inbox
+        # is handled after that and joins it. Ends with the consumer
+        # (``stop_recovery``).
         for attempt in itertools.count():
             await asyncio.sleep(retry_delay(attempt))
-            if not self.followed:
-                return
             if await self.rejoin_groups():
                 self.local_messages.put_nowait({"type": RECOVERED})
                 return
