@@ -187,8 +187,10 @@ CHANNEL_LAYER = env_str("CHANNEL_LAYER", "pubsub")
 # Each test run uses its own prefix so parallel runs never see each other's groups.
 CHANNEL_LAYER_PREFIX = env_str("CHANNEL_LAYER_PREFIX", "booktime")
 # Messages a single consumer may have queued before the layer drops new ones.
-# Completeness never depends on it: a consumer that misses events catches up
-# from the event log by cursor.
+# On the redis layer it also bounds the one Redis key all consumers of a
+# process share (its channel): closing consumers send nothing through it
+# (notifications.recovery.RecoveryMixin.end_layer_receive). Completeness never
+# depends on it: a consumer that misses events catches up from the event log by cursor.
 CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 1000, minimum=1)
 CHANNEL_LAYER_EXPIRY = env_int("CHANNEL_LAYER_EXPIRY", 60, minimum=1)
 
