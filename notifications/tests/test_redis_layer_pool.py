@@ -14,10 +14,14 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from redis.asyncio import BlockingConnectionPool
 
+from booktime.redis_topology import layer_hosts, parse_sentinels
+from devtools.sentinel import MASTER_NAME, SentinelCluster
 from notifications.layers import BlockingPoolRedisChannelLayer
 
 CONNECTIONS = 3
@@ -25,14 +29,23 @@ CALLS = 60
 TIMEOUT = 10
 
 
+@pytest.fixture(params=["address", "sentinel"])
+def hosts(request: pytest.FixtureRequest, redis_url: str) -> Iterator[list[dict[str, Any]]]:
+    """The layer's ``hosts`` in both forms ``booktime.redis_topology.layer_hosts`` makes."""
+    if request.param == "address":
+        found = layer_hosts(redis_url, [], [], MASTER_NAME)
+    else:
+        cluster = SentinelCluster().start()
+        request.addfinalizer(cluster.close)
+        found = layer_hosts("", [], parse_sentinels(cluster.sentinel_addresses), MASTER_NAME)
+    yield [{**host, "max_connections": CONNECTIONS} for host in found]
+
+
 @pytest.mark.asyncio
 async def test_a_burst_of_calls_larger_than_the_pool_all_succeed_on_few_connections(
-    redis_url: str, channel_layer_prefix: str
+    hosts: list[dict[str, Any]], channel_layer_prefix: str
 ) -> None:
-    layer = BlockingPoolRedisChannelLayer(
-        hosts=[{"address": redis_url, "max_connections": CONNECTIONS}],
-        prefix=f"{channel_layer_prefix}pool",
-    )
+    layer = BlockingPoolRedisChannelLayer(hosts=hosts, prefix=f"{channel_layer_prefix}pool")
     channels = [await layer.new_channel() for _ in range(CALLS)]
     try:
         # A storm's worth at once: joins, a message to every member, leaves.
