@@ -187,8 +187,10 @@ CHANNEL_LAYER = env_str("CHANNEL_LAYER", "pubsub")
 # Each test run uses its own prefix so parallel runs never see each other's groups.
 CHANNEL_LAYER_PREFIX = env_str("CHANNEL_LAYER_PREFIX", "booktime")
 # Messages a single consumer may have queued before the layer drops new ones.
-# Completeness never depends on it: a consumer that misses events catches up
-# from the event log by cursor.
+# On the redis layer it also bounds the one Redis key all consumers of a
+# process share (its channel): closing consumers send nothing through it
+# (notifications.recovery.RecoveryMixin.end_layer_receive). Completeness never
+# depends on it: a consumer that misses events catches up from the event log by cursor.
 CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 1000, minimum=1)
 CHANNEL_LAYER_EXPIRY = env_int("CHANNEL_LAYER_EXPIRY", 60, minimum=1)
 
@@ -210,6 +212,10 @@ CHANNEL_LAYER_SOCKET_TIMEOUT = 10
 # 40-50 % of it (notifications/recovery.py, no log re-read), so it only has
 # to outlast a consumer that died without leaving.
 CHANNEL_LAYER_GROUP_EXPIRY = env_int("CHANNEL_LAYER_GROUP_EXPIRY", 86400, minimum=2)
+# RedisChannelLayer only: Redis connections per process (per shard). A layer
+# call waits for a free one (notifications.layers.BlockingPoolRedisChannelLayer);
+# the stock pool failed every call over this many at once (a reconnect storm).
+CHANNEL_LAYER_MAX_CONNECTIONS = env_int("CHANNEL_LAYER_MAX_CONNECTIONS", 100, minimum=2)
 
 if CHANNEL_LAYER == "memory":
     CHANNEL_LAYERS = {
@@ -234,10 +240,14 @@ elif CHANNEL_LAYER == "pubsub":
 elif CHANNEL_LAYER == "redis":
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "notifications.layers.BlockingPoolRedisChannelLayer",
             "CONFIG": {
                 "hosts": [
-                    {**host, "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT}
+                    {
+                        **host,
+                        "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT,
+                        "max_connections": CHANNEL_LAYER_MAX_CONNECTIONS,
+                    }
                     for host in _REDIS_HOSTS
                 ],
                 "prefix": CHANNEL_LAYER_PREFIX,

@@ -1,4 +1,8 @@
-"""The pub/sub channel layer, tuned for many consumers per process.
+"""The channel layers, tuned for many consumers per process.
+
+``BlockingPoolRedisChannelLayer`` (``CHANNEL_LAYER=redis``, at the end) is
+channels-redis's ``RedisChannelLayer`` whose calls wait for a free Redis
+connection instead of failing; the rest of this module is the pub/sub layer.
 
 ``InboxPubSubChannelLayer`` is channels-redis's ``RedisPubSubChannelLayer``
 (``CHANNEL_LAYER=pubsub``, the default) with three changes, each found with
@@ -42,17 +46,23 @@ import logging
 import uuid
 from typing import Any
 
+from channels_redis.core import RedisChannelLayer
 from channels_redis.pubsub import (
     RedisPubSubChannelLayer,
     RedisPubSubLoopLayer,
     RedisSingleShardConnection,
 )
+from redis.asyncio import BlockingConnectionPool, Sentinel
+from redis.asyncio.sentinel import SentinelConnectionPool
 
 logger = logging.getLogger(__name__)
 
 # How long a group with no local member stays subscribed in Redis (swept
 # every half of it, so at most 1.5x this).
 UNSUBSCRIBE_GRACE_SECONDS = 2.0
+# BlockingPoolRedisChannelLayer: how long a call waits for a free connection
+# before it fails like an outage (the callers retry).
+POOL_WAIT_SECONDS = 10
 
 
 class InboxShardConnection(RedisSingleShardConnection):
@@ -209,3 +219,33 @@ class InboxPubSubChannelLayer(RedisPubSubChannelLayer):
 
             _wrap_close(self, loop)
         return layer
+
+
+class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
+    """A Sentinel-managed pool that waits for a free connection (redis-py has none)."""
+
+
+class BlockingPoolRedisChannelLayer(RedisChannelLayer):
+    """``RedisChannelLayer`` whose connection pools wait for a free connection.
+
+    The stock layer's pools are redis-py's asyncio ``ConnectionPool``, which
+    holds at most ``max_connections`` (100 unless set) and raises
+    ``MaxConnectionsError`` at once when all are in use. Every consumer of a
+    process shares them, and a reconnect storm makes a thousand layer calls at
+    once (``group_discard`` for the sockets that went, ``group_add`` for those
+    that came back): most failed, each taken for a Redis outage. Here a call
+    queues for one of ``max_connections`` (``CHANNEL_LAYER_MAX_CONNECTIONS``)
+    for up to ``POOL_WAIT_SECONDS``. Host entries are read as channels-redis
+    reads them (an ``address``, or Sentinel ``master_name`` and ``sentinels``).
+    """
+
+    def create_pool(self, index: int) -> Any:
+        options = {"timeout": POOL_WAIT_SECONDS, **self.hosts[index]}
+        if "address" in options:
+            return BlockingConnectionPool.from_url(options.pop("address"), **options)
+        if "master_name" in options:
+            sentinel = Sentinel(
+                options.pop("sentinels"), sentinel_kwargs=options.pop("sentinel_kwargs", None)
+            )
+            return BlockingSentinelConnectionPool(options.pop("master_name"), sentinel, **options)
+        return BlockingConnectionPool(**options)

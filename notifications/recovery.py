@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 
 from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
+from channels_redis.core import RedisChannelLayer
 from django.conf import settings
 
 from booktime import redis_topology
@@ -72,6 +73,7 @@ class RecoveryMixin:
     local_messages: asyncio.Queue[dict[str, Any]]
     rejoin_task: asyncio.Task | None
     refresh_handle: asyncio.TimerHandle | None = None
+    layer_closed = False  # set by end_layer_receive
 
     def setup_state(self, send: Any) -> None:
         raise NotImplementedError
@@ -140,24 +142,42 @@ class RecoveryMixin:
                 self.channel_layer.release_inbox_channel(self.channel_name)
 
     async def end_layer_receive(self, task: asyncio.Task) -> None:
-        """End the layer receive with a last message to itself rather than by cancelling it.
+        """End the layer receive without cancelling it and, as a rule, without Redis.
 
         RedisChannelLayer shares one BZPOPMIN per process among its consumers;
-        cancelling the receive that is waiting in it can drop a message already
-        popped for *another* consumer of the process (channels_redis #366,
-        channels #1683), which a reconnect storm made visible. Cancelled only
-        when the layer does not answer.
+        cancelling the receive waiting in it can drop a message already popped
+        for *another* consumer (channels_redis #366, channels #1683). A last
+        message to itself through Redis is safe, but goes through the one Redis
+        key of the whole process, bounded by the layer's capacity: a reconnect
+        storm sent a thousand at once, and a group message arriving while the
+        key is full is dropped for every consumer of the process. So
+        ``layer.closed`` goes into the layer's local buffer for this channel,
+        which a waiting receive takes at once; only the receive leading the
+        BZPOPMIN looks at its buffer after its next pop, so if it is still
+        running after ``LAYER_CLOSE_LOCAL_SECONDS`` the message is sent through
+        Redis as well. (The in-memory layer's receive is safe to cancel.)
         """
-        try:
-            await asyncio.wait_for(
-                self.channel_layer.send(self.channel_name, {"type": LAYER_CLOSED}),
-                LAYER_CLOSE_TIMEOUT_SECONDS,
-            )
-            await asyncio.wait_for(asyncio.shield(task), LAYER_CLOSE_TIMEOUT_SECONDS)
-        except Exception:  # noqa: BLE001 - the layer does not answer: cancel after all
+        self.layer_closed = True  # receive_from_layer: stop retrying
+        layer = self.channel_layer
+        if not isinstance(layer, RedisChannelLayer):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+            return
+        task.add_done_callback(
+            # What the receive did not take: the copy also sent through Redis.
+            lambda _: layer.receive_buffer.pop(self.channel_name, None)
+        )
+        layer.receive_buffer[self.channel_name].put_nowait({"type": LAYER_CLOSED})
+        done, _ = await asyncio.wait({task}, timeout=LAYER_CLOSE_LOCAL_SECONDS)
+        if done:
+            return
+        # Still running: the receive leading the BZPOPMIN. This is its next pop
+        # (failing that, any later pop ends it, or a failing receive).
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                layer.send(self.channel_name, {"type": LAYER_CLOSED}), LAYER_CLOSE_TIMEOUT_SECONDS
+            )
 
     async def receive_from_layer(self) -> dict[str, Any]:
         """The next layer message; while Redis is down, retry, then report recovery."""
@@ -168,6 +188,8 @@ class RecoveryMixin:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - Redis down or restarting
+                if self.layer_closed:  # a failed receive drops its buffer, layer.closed too
+                    return {"type": LAYER_CLOSED}
                 if attempt == 0:
                     logger.info("channel layer receive failed (%s); retrying", exc)
                 await asyncio.sleep(retry_delay(attempt))
@@ -236,10 +258,13 @@ class RecoveryMixin:
             self.rejoin_task = asyncio.get_running_loop().create_task(self._rejoin())
 
     async def _rejoin(self) -> None:
+        # Retries while nothing is followed too: a stream opened with a cursor
+        # joins its group before it is authorized (``open_stream``), and is
+        # followed only then; the ``layer.recovered`` this puts in the inbox
+        # is handled after that and joins it. Ends with the consumer
+        # (``stop_recovery``).
         for attempt in itertools.count():
             await asyncio.sleep(retry_delay(attempt))
-            if not self.followed:
-                return
             if await self.rejoin_groups():
                 self.local_messages.put_nowait({"type": RECOVERED})
                 return
@@ -281,9 +306,11 @@ class SourceFailed(NamedTuple):
 
 
 # The last message the ASGI server sends a consumer; nothing follows it.
-# Sent by a closing consumer to its own channel to end its layer receive
-# (RecoveryMixin.end_layer_receive); never dispatched.
+# Put by a closing consumer into its own channel's buffer (sent through Redis
+# to a receive still waiting in the BZPOPMIN after LAYER_CLOSE_LOCAL_SECONDS)
+# to end its layer receive (RecoveryMixin.end_layer_receive); never dispatched.
 LAYER_CLOSED = "layer.closed"
+LAYER_CLOSE_LOCAL_SECONDS = 0.5
 LAYER_CLOSE_TIMEOUT_SECONDS = 2.0
 FINAL_MESSAGES = frozenset({"websocket.disconnect", "http.disconnect", LAYER_CLOSED})
 

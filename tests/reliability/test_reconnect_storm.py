@@ -19,7 +19,6 @@ gone; a leak of a few KiB per connection would break it. Reconnecting all 1,000
 from __future__ import annotations
 
 import asyncio
-import os
 import resource
 import time
 from collections import defaultdict
@@ -35,15 +34,6 @@ from orders.models import OrderEvent
 from tests.support.live import ResumingFollower, async_wait_until
 
 pytestmark = [
-    # Known issue, redis layer only: in full-suite runs (never alone, never on the
-    # default pubsub layer) one of the 1,000 re-connected sockets can miss one live
-    # event sent after the storm. Under investigation (closing note, issue 13);
-    # the pubsub run of this test must pass.
-    pytest.mark.xfail(
-        os.environ.get("CHANNEL_LAYER") == "redis",
-        reason="known: a live event can be missed after the storm on RedisChannelLayer",
-        strict=False,
-    ),
     pytest.mark.asyncio,
     pytest.mark.live,
     pytest.mark.slow,
