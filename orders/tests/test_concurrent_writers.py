@@ -38,16 +38,32 @@ def test_a_reader_paging_by_cursor_sees_every_event_once_in_order(alice, make_or
     post_save.connect(widen_the_race, sender=OrderEvent, dispatch_uid="race")
     errors: list[BaseException] = []
     done = threading.Event()
+    # Commits so far: the reader reads again when one lands (a reader spinning
+    # on SQLite starves the writers of its lock: 50 s instead of 1).
+    progress = threading.Condition()
+    commits = [0]
+
+    def committed() -> None:
+        with progress:
+            commits[0] += 1
+            progress.notify_all()
 
     def writer(chunk):
         try:
             for order in chunk:
                 for status in ("paid", "packed", "shipped", "delivered"):
                     transition_order(order.pk, status)
+                    committed()
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
         finally:
             connection.close()
+
+    def watch() -> None:
+        for thread in threads:
+            thread.join()
+        done.set()
+        committed()
 
     threads = [threading.Thread(target=writer, args=(orders[i::WRITERS],)) for i in range(WRITERS)]
     seen: list[int] = []
@@ -55,10 +71,12 @@ def test_a_reader_paging_by_cursor_sees_every_event_once_in_order(alice, make_or
         for thread in threads:
             thread.start()
         cursor = start_cursor
-        watcher = threading.Thread(target=lambda: ([t.join() for t in threads], done.set()))
+        watcher = threading.Thread(target=watch)
         watcher.start()
         while True:
             finished = done.is_set()
+            with progress:
+                observed = commits[0]
             page = list(
                 OrderEvent.objects.filter(id__gt=cursor)
                 .order_by("id")
@@ -68,6 +86,9 @@ def test_a_reader_paging_by_cursor_sees_every_event_once_in_order(alice, make_or
             cursor = page[-1] if page else cursor
             if finished and not page:
                 break
+            if not page:
+                with progress:
+                    assert progress.wait_for(lambda o=observed: commits[0] != o, timeout=30)
         watcher.join()
     finally:
         post_save.disconnect(dispatch_uid="race", sender=OrderEvent)
