@@ -36,6 +36,17 @@ the bench's profiler (docs/performance.md):
   someone joined it again; messages for it meanwhile are dropped here (no
   member), as before.
 
+- **Per-user access groups through one pattern subscription**
+  (``PATTERN_GROUP_PREFIXES``: ``notifications.access.user_group``'s
+  ``access.user.<uid>``). Every connection of a signed-in user joins its
+  user's group, so each new user cost a SUBSCRIBE and, after the grace, an
+  UNSUBSCRIBE: two of a WebSocket connect's four Redis commands (profiled,
+  docs/performance.md, round 3). These groups are joined in this process
+  only, and the process hears all of them through one PSUBSCRIBE per shard,
+  taken when the first member joins. They carry only access announcements
+  (a few per user change), so hearing other users' is cheap; members are
+  matched here as for any group.
+
 Everything else (groups, publishing, reconnects) is the stock layer's.
 """
 
@@ -60,6 +71,15 @@ logger = logging.getLogger(__name__)
 # How long a group with no local member stays subscribed in Redis (swept
 # every half of it, so at most 1.5x this).
 UNSUBSCRIBE_GRACE_SECONDS = 2.0
+# Groups heard through one pattern subscription per shard (see the module docstring).
+PATTERN_GROUP_PREFIXES = ("access.user.",)
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` matched literally in a Redis glob pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
 # BlockingPoolRedisChannelLayer: how long a call waits for a free connection
 # before it fails like an outage (the callers retry).
 POOL_WAIT_SECONDS = 10
@@ -67,6 +87,10 @@ POOL_WAIT_SECONDS = 10
 
 class InboxShardConnection(RedisSingleShardConnection):
     """One Redis connection of the layer; decodes each message once."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._patterns: set[str] = set()
 
     def _receive_message(self, message: Any) -> None:
         if message is None:
@@ -92,6 +116,22 @@ class InboxShardConnection(RedisSingleShardConnection):
             if queue is not None:
                 queue.put_nowait(decoded)
 
+    async def psubscribe(self, pattern: str) -> None:
+        """PSUBSCRIBE ``pattern`` once (``_patterns``; re-sent after a Redis
+        restart by ``notifications.recovery.resubscribe_pubsub``)."""
+        if pattern in self._patterns:
+            return
+        async with self._lock:
+            if pattern not in self._patterns:
+                self._ensure_redis()
+                self._ensure_receiver()
+                await self._pubsub.psubscribe(pattern)
+                self._patterns.add(pattern)
+
+    async def flush(self) -> None:
+        await super().flush()
+        self._patterns.clear()
+
     async def unsubscribe_unless(self, channel: str, wanted: Any) -> None:
         """UNSUBSCRIBE ``channel`` unless ``wanted()``, asked under the shard's
         lock (a ``group_add`` that raced the sweep keeps its subscription)."""
@@ -114,8 +154,21 @@ class InboxPubSubLoopLayer(RedisPubSubLoopLayer):
         self.sweeper: asyncio.TimerHandle | None = None
 
     async def group_add(self, group: str, channel: str) -> None:
+        if group.startswith(PATTERN_GROUP_PREFIXES):
+            await self._pattern_group_add(group, channel)
+            return
         self.emptied.pop(self._get_group_channel_name(group), None)
         await super().group_add(group, channel)
+
+    async def _pattern_group_add(self, group: str, channel: str) -> None:
+        """Join ``group`` here only; its messages arrive through the pattern."""
+        if channel not in self.channels:
+            raise RuntimeError("group_add() takes channels that exist in this process")
+        self.groups.setdefault(self._get_group_channel_name(group), set()).add(channel)
+        prefix = next(p for p in PATTERN_GROUP_PREFIXES if group.startswith(p))
+        pattern = _glob_escape(self._get_group_channel_name(prefix)) + "*"
+        for shard in self._shards:
+            await shard.psubscribe(pattern)
 
     async def group_discard(self, group: str, channel: str) -> None:
         """The stock discard, but the Redis UNSUBSCRIBE waits for the sweep."""
@@ -127,6 +180,8 @@ class InboxPubSubLoopLayer(RedisPubSubLoopLayer):
         if members:
             return
         del self.groups[group_channel]
+        if group.startswith(PATTERN_GROUP_PREFIXES):
+            return  # heard through the pattern: nothing to unsubscribe
         loop = asyncio.get_running_loop()
         self.emptied[group_channel] = loop.time()
         if self.sweeper is None:

@@ -420,3 +420,6 @@ async def resubscribe_pubsub(layer: Any) -> None:
         async with shard._lock:
             if shard._pubsub is not None and shard._subscribed_to:
                 await shard._pubsub.subscribe(*shard._subscribed_to)
+            patterns = getattr(shard, "_patterns", None)
+            if shard._pubsub is not None and patterns:
+                await shard._pubsub.psubscribe(*patterns)
