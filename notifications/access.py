@@ -61,7 +61,6 @@ from functools import partial
 from importlib import import_module
 from typing import Any
 
-from channels.auth import UserLazyObject
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -80,7 +79,6 @@ from django.db import connection, transaction
 from django.db.models.signals import post_delete, post_init, post_save
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
-from django.utils.functional import empty
 
 from booktime.errors import OUTAGE_ERRORS, Unavailable
 from notifications import sql
@@ -153,7 +151,7 @@ class Principal:
     @classmethod
     def of(cls, scope: dict[str, Any]) -> Principal:
         user = scope.get("user")
-        if user is None or (isinstance(user, UserLazyObject) and user._wrapped is empty):
+        if user is None:
             # No user resolved (``notifications.auth.StreamAuthMiddlewareStack``):
             # the session cookie, if any, is looked up by the first authorization.
             key = (scope.get("cookies") or {}).get(settings.SESSION_COOKIE_NAME)
@@ -188,9 +186,15 @@ class Standing:
     expires_at: datetime | None = None
 
 
-def read_session(key: str) -> tuple[dict[str, Any], datetime | None]:
+def session_store(key: str) -> Any:
+    """The session engine's store for ``key`` (its ``session_key`` is None when
+    the engine rejects the key's form)."""
+    return import_module(settings.SESSION_ENGINE).SessionStore(key)
+
+
+def read_session(key: str, store: Any = None) -> tuple[dict[str, Any], datetime | None]:
     """A session's data and expiry as stored now ({} when gone or expired)."""
-    store = import_module(settings.SESSION_ENGINE).SessionStore(key)
+    store = store if store is not None else session_store(key)
     model_class = getattr(store, "get_model_class", None)
     if model_class is None:
         return store.load(), None
@@ -276,9 +280,10 @@ def resolve_pending(principal: Principal) -> tuple[Principal, Standing]:
     whose user or password hash no longer matches reads as anonymous)."""
     key = principal.session_key
     assert key is not None
-    if import_module(settings.SESSION_ENGINE).SessionStore(key).session_key is None:
+    store = session_store(key)
+    if store.session_key is None:
         return Principal(), Standing(AnonymousUser())  # not a key the store accepts
-    stored = read_session(key)
+    stored = read_session(key, store)
     if not stored[0]:  # gone or expired: a sign-in that ended (see ``Principal``)
         return Principal(session_ended=True), Standing(AnonymousUser())
     try:

@@ -77,9 +77,15 @@ def latest_event_id() -> int:
     """The newest committed event id; for an empty log the pruned horizon (0
     if never pruned), so a cursor handed out after pruning everything is
     still one the log can serve."""
-    # In SQL: read by every subscribe, open and poll (notifications.sql).
-    last = sql.run(f"SELECT MAX(id) FROM {sql.table(OrderEvent)}", [])[0][0]
+    last = newest_stored_id()
     return last if last is not None else LogHorizon.pruned_through_id()
+
+
+def newest_stored_id() -> int | None:
+    """The highest id in the log table (None when it is empty). In SQL: read by
+    every subscribe, open and poll, and the webhook worker (notifications.sql)."""
+    statement = f"SELECT MAX({sql.column(OrderEvent, 'id')}) FROM {sql.table(OrderEvent)}"
+    return sql.run(statement, [])[0][0]
 
 
 def filter_events(subscription: Subscription | None, queryset: Any = None) -> Any:

@@ -39,7 +39,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.utils.functional import empty
 
 from booktime.clientip import client_address
 
@@ -103,7 +102,7 @@ def client_of(scope: dict[str, Any], user_id: Any = None) -> str:
     if user_id is not None:
         return f"user:{user_id}"
     user = scope.get("user")
-    if user is not None and getattr(user, "_wrapped", None) is not empty and user.is_authenticated:
+    if user is not None and user.is_authenticated:
         return f"user:{user.pk}"
     return f"addr:{client_address(scope)}"
 
@@ -143,9 +142,12 @@ async def take(
 ) -> Slot | None:
     """A slot for a new stream of ``kind``, or None if its client holds ``cap`` already."""
     client = client_of(scope, user_id)
-    kept = _kept_slots().get((kind, client))
+    kept_slots = _kept_slots()
+    kept = kept_slots.get((kind, client))
     if kept:
         slot = kept.pop()
+        if not kept:
+            del kept_slots[(kind, client)]
         if slot.giving_back is not None:
             slot.giving_back.cancel()
             slot.giving_back = None
@@ -203,22 +205,18 @@ def release(slot: Slot) -> None:
 
 
 def _kept_slots() -> dict[tuple[str, str], list[Slot]]:
-    loop = asyncio.get_running_loop()
-    kept = _kept.get(loop)
-    if kept is None:
-        kept = _kept[loop] = {}
-    return kept
+    return _kept.setdefault(asyncio.get_running_loop(), {})
 
 
 def _give_back(slot: Slot) -> None:
     """Nobody took the kept slot over: give it back in Redis."""
     slot.giving_back = None
-    key = (slot.kind, slot.client)
-    kept = _kept_slots().get(key)
-    if kept is not None and slot in kept:
-        kept.remove(slot)
-        if not kept:
-            del _kept_slots()[key]
+    kept_slots, key = _kept_slots(), (slot.kind, slot.client)
+    kept = [other for other in kept_slots.get(key, ()) if other is not slot]
+    if kept:
+        kept_slots[key] = kept
+    else:
+        kept_slots.pop(key, None)
     task = asyncio.get_running_loop().create_task(_release_shared(slot))
     _pending_releases.add(task)
     task.add_done_callback(_pending_releases.discard)

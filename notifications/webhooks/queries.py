@@ -19,6 +19,7 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models.constants import OnConflict
 
+from notifications.log import newest_stored_id
 from notifications.sql import column as _column
 from notifications.sql import convert, prep, when
 from notifications.sql import marks as _marks
@@ -79,7 +80,7 @@ def insert_rows(rows: Sequence[tuple[int, int, str]]) -> None:
 
 
 def newest_event_id() -> int:
-    return _run(f"SELECT MAX(id) FROM {_table(OrderEvent)}", [])[0][0] or 0
+    return newest_stored_id() or 0
 
 
 def nth_event_id_after(start: int, latest: int, count: int) -> int:
