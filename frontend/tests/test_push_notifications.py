@@ -11,6 +11,7 @@ service to subscribe with, so subscribing itself is covered server side
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -74,15 +75,26 @@ def test_push_shows_the_notification_and_a_click_opens_the_order(
     event = OrderEvent.objects.filter(order=order).order_by("-id").first()
     subscription = PushSubscription(scope=Scope.MINE, user=alice)
     payload = in_thread(notification, subscription, event)
-    cdp.send(
-        "ServiceWorker.deliverPushMessage",
-        {
-            "origin": server.url.rstrip("/"),
-            "registrationId": registration["registrationId"],
-            "data": json.dumps(payload),
-        },
-    )
-    shown = wait_until(lambda: page.evaluate(NOTIFICATIONS_JS), 20, "the notification shown")
+    push = {
+        "origin": server.url.rstrip("/"),
+        "registrationId": registration["registrationId"],
+        "data": json.dumps(payload),
+    }
+    # Chromium can drop a push handed over while the worker is still starting
+    # (seen once in a full run: nothing shown in 20 s; alone it shows in
+    # milliseconds). A push service redelivers; so does this, every 2 s. The
+    # notification's tag makes a repeat replace, not add, it.
+    pushed_at = [time.monotonic()]
+    cdp.send("ServiceWorker.deliverPushMessage", push)
+
+    def notifications_shown() -> list[dict[str, Any]]:
+        shown = page.evaluate(NOTIFICATIONS_JS)
+        if not shown and time.monotonic() - pushed_at[0] > 2:
+            pushed_at[0] = time.monotonic()
+            cdp.send("ServiceWorker.deliverPushMessage", push)
+        return shown
+
+    shown = wait_until(notifications_shown, 20, "the notification shown")
     assert shown == [
         {
             "title": f"Your order {order.reference} has shipped",  # the e-mail's subject
