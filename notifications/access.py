@@ -75,7 +75,7 @@ from django.contrib.auth import (
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models.signals import post_delete, post_init, post_save
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
@@ -202,7 +202,7 @@ def read_session(key: str, store: Any = None) -> tuple[dict[str, Any], datetime 
     # and a deleted row is seen even if a cache still holds the data. In SQL:
     # once per subscribe (notifications.sql).
     model = model_class()
-    rows = sql.run(_session_select(model, connection.vendor), [key, sql.when(timezone.now())])
+    rows = sql.run(_session_select(model, sql.vendor()), [key, sql.when(timezone.now())])
     if not rows:
         return {}, None
     data, expire_date = rows[0]
@@ -224,7 +224,7 @@ def user_by_id(backend: Any, user_id: Any) -> Any:
     if type(backend).get_user is not ModelBackend.get_user:
         return backend.get_user(user_id)
     model = get_user_model()
-    statement, names = _user_select(model, connection.vendor)
+    statement, names = _user_select(model, sql.vendor())
     rows = sql.run(statement, [sql.prep(model, model._meta.pk.name, user_id)])
     if not rows:
         return None
@@ -233,13 +233,13 @@ def user_by_id(backend: Any, user_id: Any) -> Any:
 
 
 @functools.cache
-def _user_select(model: Any, vendor: str) -> tuple[str, list[str]]:
+def _user_select(model: Any, vendor: str) -> tuple[str, tuple[str, ...]]:
     fields = model._meta.concrete_fields
     statement = (
         f"SELECT {', '.join(sql.column(model, f.name) for f in fields)} "
         f"FROM {sql.table(model)} WHERE {sql.column(model, model._meta.pk.name)} = %s"
     )
-    return statement, [f.attname for f in fields]
+    return statement, tuple(f.attname for f in fields)
 
 
 def session_standing(

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -84,8 +85,12 @@ def latest_event_id() -> int:
 def newest_stored_id() -> int | None:
     """The highest id in the log table (None when it is empty). In SQL: read by
     every subscribe, open and poll, and the webhook worker (notifications.sql)."""
-    statement = f"SELECT MAX({sql.column(OrderEvent, 'id')}) FROM {sql.table(OrderEvent)}"
-    return sql.run(statement, [])[0][0]
+    return sql.run(_newest_select(sql.vendor()), [])[0][0]
+
+
+@functools.cache
+def _newest_select(vendor: str) -> str:
+    return f"SELECT MAX({sql.column(OrderEvent, 'id')}) FROM {sql.table(OrderEvent)}"
 
 
 def filter_events(subscription: Subscription | None, queryset: Any = None) -> Any:
@@ -105,17 +110,27 @@ ENVELOPE_FIELDS = ("id", "type", "created_at", "data")  # what ``OrderEvent.enve
 
 def _events_sql(subscription: Subscription | None, after: int) -> tuple[str, list[Any]]:
     """FROM/WHERE of the events after ``after`` that ``subscription`` may see, in SQL."""
+    params: list[Any] = [after]
+    by_order = subscription is not None and subscription.order_id is not None
+    by_customer = subscription is not None and subscription.customer_id is not None
+    if by_order:
+        params.append(subscription.order_id)
+    if by_customer:
+        params.append(subscription.customer_id)
+    return _events_where(sql.vendor(), by_order, by_customer), params
+
+
+@functools.cache
+def _events_where(vendor: str, by_order: bool, by_customer: bool) -> str:
     events, orders = sql.table(OrderEvent), sql.table(Order)
     order_column = f"{events}.{sql.column(OrderEvent, 'order')}"
-    clauses, params, join = [f"{events}.{sql.column(OrderEvent, 'id')} > %s"], [after], ""
-    if subscription is not None and subscription.order_id is not None:
+    clauses, join = [f"{events}.{sql.column(OrderEvent, 'id')} > %s"], ""
+    if by_order:
         clauses.append(f"{order_column} = %s")
-        params.append(subscription.order_id)
-    if subscription is not None and subscription.customer_id is not None:
+    if by_customer:
         join = f" INNER JOIN {orders} ON {orders}.{sql.column(Order, 'id')} = {order_column}"
         clauses.append(f"{orders}.{sql.column(Order, 'customer')} = %s")
-        params.append(subscription.customer_id)
-    return f"FROM {events}{join} WHERE {' AND '.join(clauses)}", params
+    return f"FROM {events}{join} WHERE {' AND '.join(clauses)}"
 
 
 def event_page(
@@ -130,11 +145,17 @@ def event_page(
             filter_events(subscription, queryset).filter(id__gt=after).order_by("id")[:limit]
         )
     where, params = _events_sql(subscription, after)
-    table = sql.table(OrderEvent)
-    columns = ", ".join(f"{table}.{sql.column(OrderEvent, name)}" for name in ENVELOPE_FIELDS)
-    order_by = f"{table}.{sql.column(OrderEvent, 'id')}"
+    columns, order_by = _envelope_columns(sql.vendor())
     rows = sql.run(f"SELECT {columns} {where} ORDER BY {order_by} LIMIT {int(limit)}", params)
     return [sql.load(OrderEvent, ENVELOPE_FIELDS, row) for row in rows]
+
+
+@functools.cache
+def _envelope_columns(vendor: str) -> tuple[str, str]:
+    """The envelope's columns, and the column a page is ordered by."""
+    table = sql.table(OrderEvent)
+    columns = ", ".join(f"{table}.{sql.column(OrderEvent, name)}" for name in ENVELOPE_FIELDS)
+    return columns, f"{table}.{sql.column(OrderEvent, 'id')}"
 
 
 def events_after(subscription: Subscription | None, queryset: Any, after: int) -> bool:

@@ -11,6 +11,12 @@ each field's ``get_db_prep_save`` (``prep``) or the backend's datetime adapter
 read and write exactly what the ORM would. Each statement lives beside the
 rule it serves (``notifications.log``, ``.access``, ``.streams``,
 ``.webhooks.queries``); this module only has the shared pieces.
+
+Each function looks the thread's connection up once (``db``): every
+attribute read through Django's ``connection`` proxy is a lookup in an
+asgiref ``Local``, and the subscribe hop made 27 of them (profiled: 16 % of
+the hop, docs/performance.md, round 4). Quoted names and row loaders are
+computed once per model and backend.
 """
 
 from __future__ import annotations
@@ -20,24 +26,47 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
 
 
+def db() -> BaseDatabaseWrapper:
+    """This thread's connection to the default database."""
+    return connections[DEFAULT_DB_ALIAS]
+
+
+def vendor() -> str:
+    return db().vendor
+
+
 def table(model: type[Model]) -> str:
-    return connection.ops.quote_name(model._meta.db_table)
+    return _table(model, vendor())
 
 
 def column(model: type[Model], name: str) -> str:
-    return connection.ops.quote_name(model._meta.get_field(name).column)
+    return _column(model, name, vendor())
+
+
+@functools.cache
+def _table(model: type[Model], vendor: str) -> str:
+    return db().ops.quote_name(model._meta.db_table)
+
+
+@functools.cache
+def _column(model: type[Model], name: str, vendor: str) -> str:
+    return db().ops.quote_name(model._meta.get_field(name).column)
 
 
 @functools.cache
 def _converter(model: type[Model], name: str, vendor: str) -> Callable[[Any], Any]:
     """What the ORM applies to a column's raw value when it reads ``model.name``."""
+    connection = db()
     field = model._meta.get_field(name)
     col = field.get_col(model._meta.db_table)
     steps = [*connection.ops.get_db_converters(col), *col.get_db_converters(connection)]
+    if not steps:
+        return _same
 
     def convert(value: Any) -> Any:
         for step in steps:
@@ -47,24 +76,28 @@ def _converter(model: type[Model], name: str, vendor: str) -> Callable[[Any], An
     return convert
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
 def convert(model: type[Model], name: str, value: Any) -> Any:
     """A raw column value as the ORM would read it into ``model.name``."""
-    return _converter(model, name, connection.vendor)(value)
+    return _converter(model, name, vendor())(value)
 
 
 def prep(model: type[Model], name: str, value: Any) -> Any:
     """``value`` as the ORM would write it to ``model.name``."""
-    return model._meta.get_field(name).get_db_prep_save(value, connection)
+    return model._meta.get_field(name).get_db_prep_save(value, db())
 
 
 def when(value: datetime) -> Any:
     """A datetime as a query parameter compared with a DateTimeField column."""
-    return connection.ops.adapt_datetimefield_value(value)
+    return db().ops.adapt_datetimefield_value(value)
 
 
 def run(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     """Rows of one statement (none for a statement that returns no rows)."""
-    with connection.cursor() as cursor:
+    with db().cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall() if cursor.description else []
 
@@ -76,7 +109,21 @@ def marks(values: Sequence[Any]) -> str:
 def load(model: type[Model], names: Sequence[str], row: Sequence[Any]) -> Model:
     """An instance from the raw values of the fields ``names`` (the rest deferred),
     as a queryset would make it."""
-    values = {name: convert(model, name, value) for name, value in zip(names, row, strict=True)}
+    return _loader(model, tuple(names), vendor())(row)
+
+
+@functools.cache
+def _loader(
+    model: type[Model], names: tuple[str, ...], vendor: str
+) -> Callable[[Sequence[Any]], Model]:
+    converters = [_converter(model, name, vendor) for name in names]
     # ``from_db`` takes the loaded fields in the model's own field order.
-    loaded = [f.attname for f in model._meta.concrete_fields if f.attname in values]
-    return model.from_db(connection.alias, loaded, [values[name] for name in loaded])
+    loaded = [f.attname for f in model._meta.concrete_fields if f.attname in names]
+    positions = [names.index(name) for name in loaded]
+    alias = DEFAULT_DB_ALIAS
+
+    def load(row: Sequence[Any]) -> Model:
+        values = [convert(value) for convert, value in zip(converters, row, strict=True)]
+        return model.from_db(alias, loaded, [values[i] for i in positions])
+
+    return load

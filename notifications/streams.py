@@ -12,6 +12,7 @@ SSE, long-poll) and the REST event feed:
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -90,13 +91,15 @@ def group_for(stream: Any, user_id: Any = None) -> str | None:
 def owns(user_id: Any, order_id: int) -> bool:
     """Whether ``order_id`` is the customer's: one SQL statement (once per
     subscribe; notifications.sql)."""
-    customer = sql.column(Order, "customer")
-    return bool(
-        sql.run(
-            f"SELECT 1 FROM {sql.table(Order)} WHERE {sql.column(Order, 'id')} = %s "
-            f"AND {customer} = %s",
-            [order_id, sql.prep(Order, "customer", user_id)],
-        )
+    statement = _owns_select(sql.vendor())
+    return bool(sql.run(statement, [order_id, sql.prep(Order, "customer", user_id)]))
+
+
+@functools.cache
+def _owns_select(vendor: str) -> str:
+    return (
+        f"SELECT 1 FROM {sql.table(Order)} WHERE {sql.column(Order, 'id')} = %s "
+        f"AND {sql.column(Order, 'customer')} = %s"
     )
 
 
