@@ -23,7 +23,6 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from booktime.gctuning import tune_garbage_collector  # noqa: E402
 from booktime.health import health_routes  # noqa: E402
 from booktime.logging import RequestIdMiddleware  # noqa: E402
 from booktime.origin import OriginValidator  # noqa: E402
@@ -39,5 +38,3 @@ application = ProtocolTypeRouter(
 # Health, readiness and metrics answer ahead of everything (booktime/health.py);
 # every request and connection gets its log id (booktime/logging.py).
 application = RequestIdMiddleware(health_routes(application))
-
-tune_garbage_collector()

@@ -132,9 +132,6 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "booktime.urls"
 ASGI_APPLICATION = "booktime.asgi.application"
-# Young-generation collection every N allocations once the app is loaded, after
-# gc.freeze() (booktime.gctuning); 0 leaves Python's collector as it is.
-GC_GEN0_THRESHOLD = env_int("GC_GEN0_THRESHOLD", 7000)
 WSGI_APPLICATION = None
 
 TEMPLATES = [
