@@ -123,3 +123,18 @@ def test_capacity_scenarios_run_end_to_end(tmp_path: Path) -> None:
         assert ceiling["steps"] and all(step["lost"] == 0 for step in ceiling["steps"])
     assert (tmp_path / "charts" / "connects.png").exists()
     assert (tmp_path / "charts" / "ceiling.png").exists()
+
+
+@pytest.mark.timeout(120)
+def test_the_hop_timer_times_every_case(tmp_path: Path) -> None:
+    """``python -m bench.hop``: four cases timed on its own database."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.hop", "--hops", "3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("hop ")]
+    assert len(lines) == 4 and all(line.endswith(" us") for line in lines), done.stdout

@@ -1,0 +1,86 @@
+"""The subscribe hop, timed in one process: ``python -m bench.hop [--hops N]``.
+
+What a WebSocket subscribe, an SSE open and a long-poll each do on the
+database thread — resolve the session cookie, authorize the stream, read the
+first backlog page (``notifications.access._authorize_then`` with
+``notifications.resume._first_page``) — timed N times on a fresh SQLite
+database, for ``order:<id>`` and ``mine``, at the newest id and one event
+behind. No server, no network, no thread hop: the figure isolates the hop's
+own cost from daphne's (docs/performance.md, rounds 3 and 4).
+
+Prints one line per case, microseconds per hop (the median of five rounds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from decimal import Decimal
+from typing import Any
+
+
+def _setup(directory: str) -> tuple[str, int, int]:
+    """A migrated database with one customer, one order and a signed-in session:
+    (session key, order id, newest event id)."""
+    os.environ["DATABASE_URL"] = f"sqlite:///{directory}/hop.sqlite3"
+    os.environ["CHANNEL_LAYER"] = "memory"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "booktime.settings")
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    from notifications.log import latest_event_id
+    from orders.actions import LineRequest, place_order, transition_order
+    from orders.models import Product
+    from tests.support.asgi import session_cookies
+
+    call_command("migrate", verbosity=0, interactive=False)
+    customer = get_user_model().objects.create_user("hop-customer", password=None)
+    product = Product.objects.create(sku="HOP-1", name="Hop book", price=Decimal("9.95"))
+    order = place_order(
+        customer,
+        [LineRequest(product.pk, 1)],
+        shipping={"shipping_name": "Hop", "shipping_city": "X"},
+    )
+    transition_order(order.pk, "paid")
+    key = session_cookies(customer)[settings.SESSION_COOKIE_NAME]
+    return key, order.pk, latest_event_id()
+
+
+def _time_hops(hops: int, key: str, stream: str, after: int) -> float:
+    """Median µs per hop over five rounds of ``hops``."""
+    from notifications.access import Principal, _authorize_then
+    from notifications.resume import _first_page
+
+    def first_page(subscription: Any) -> Any:
+        return _first_page(subscription, after)
+
+    rounds = []
+    for _ in range(5):
+        began = time.perf_counter()
+        for _ in range(hops):
+            _authorize_then(Principal(session_key=key, pending=True), stream, None, first_page)
+        rounds.append((time.perf_counter() - began) / hops * 1e6)
+    return statistics.median(rounds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hops", type=int, default=300, help="hops per round (five rounds)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="booktime-hop-") as directory:
+        key, order_id, newest = _setup(directory)
+        for stream in (f"order:{order_id}", "mine"):
+            for label, after in (("at the newest id", newest), ("one event behind", newest - 1)):
+                micros = _time_hops(args.hops, key, stream, after)
+                print(f"hop {stream.split(':')[0]:5} {label:16}: {micros:6.0f} us")
+
+
+if __name__ == "__main__":
+    main()
