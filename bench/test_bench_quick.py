@@ -126,7 +126,7 @@ def test_capacity_scenarios_run_end_to_end(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(120)
-def test_the_hop_timer_times_every_case(tmp_path: Path) -> None:
+def test_the_hop_timer_times_every_case() -> None:
     """``python -m bench.hop``: four cases timed on its own database."""
     done = subprocess.run(
         [sys.executable, "-m", "bench.hop", "--hops", "3"],
