@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.layers import channel_layers
 
 from booktime.redis_topology import layer_hosts
 from devtools.redis_server import RedisServer
+from notifications.streams import STAFF_GROUP, group_for
 from orders.actions import transition_order
 from tests.support.live import ResumingFollower
 
@@ -52,6 +54,7 @@ def shard_keys(server: RedisServer, prefix: str) -> list[str]:
 async def test_groups_spread_over_both_shards_and_every_transport_delivers(
     shards: list[RedisServer],
     start_daphne: Any,
+    settings: Any,
     staff_user: Any,
     alice: Any,
     make_order: Any,
@@ -60,7 +63,7 @@ async def test_groups_spread_over_both_shards_and_every_transport_delivers(
 ) -> None:
     urls = ",".join(server.url for server in shards)
     server = start_daphne(name="sharded", REDIS_URLS=urls)
-    orders = [await sync_to_async(make_order)(alice) for _ in range(6)]
+    orders = await orders_on_both_shards(alice, make_order, settings.CHANNEL_LAYERS, 6)
     staff_cookies = await sync_to_async(login_cookies)(staff_user)
     alice_cookies = await sync_to_async(login_cookies)(alice)
     followers = [
@@ -89,6 +92,32 @@ async def test_groups_spread_over_both_shards_and_every_transport_delivers(
     finally:
         for follower in followers:
             await follower.stop()
+
+
+async def orders_on_both_shards(
+    customer: Any, make_order: Any, layers: dict[str, Any], count: int
+) -> list[Any]:
+    """``count`` new orders whose groups, with the staff group, fall on both
+    shards by the layer's own hash: group names depend on the database's ids
+    and the run's prefix, and a handful can all hash to one shard."""
+    layer = channel_layers.make_backend("default")
+    orders: list[Any] = []
+    for _ in range(count + 40):
+        orders = [*orders, await sync_to_async(make_order)(customer)][-count:]
+        groups = [STAFF_GROUP, *(group_for(f"order:{order.pk}") for order in orders)]
+        if len(orders) == count and len({shard_of(layer, group) for group in groups}) == 2:
+            return orders
+    pytest.fail("no run of orders spread over both shards")
+
+
+def shard_of(layer: Any, group: str) -> int:
+    """The index of the shard ``layer`` (pubsub or redis) keeps ``group`` on."""
+    if hasattr(layer, "consistent_hash"):  # RedisChannelLayer
+        return layer.consistent_hash(group)
+    loop_layer = layer._get_layer()
+    return loop_layer._shards.index(
+        loop_layer._get_shard(loop_layer._get_group_channel_name(group))
+    )
 
 
 def last_event_id(order_id: int) -> int:
