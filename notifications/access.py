@@ -54,11 +54,12 @@ import functools
 import logging
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from importlib import import_module
+from types import MappingProxyType
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -73,6 +74,7 @@ from django.contrib.auth import (
     user_logged_out,
 )
 from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -101,11 +103,29 @@ USER_FIELDS = ("is_active", "is_staff", "is_superuser", "password")
 # Order fields likewise (tracking links: the domain's ``tracking_links_revoked``).
 ORDER_FIELDS = ("customer_id",)
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Entries in each per-process cache of resolving a session (decoded sessions,
+# session hashes, fingerprints; each entry a few hundred bytes): a client that
+# reconnects or polls again brings the same stored session.
+RESOLUTION_CACHE_SIZE = 4096
 
 
 def fingerprint(secret: str) -> str:
-    """A keyed hash of a session key or API token: names it in a message, reveals nothing."""
-    return salted_hmac("booktime.access", secret, algorithm="sha256").hexdigest()[:32]
+    """A keyed hash of a session key or API token: names it in a message, reveals
+    nothing. Computed once per process per secret and key (every resolution of
+    a session makes one)."""
+    return _fingerprint(secret, settings.SECRET_KEY)
+
+
+def forget_resolutions() -> None:
+    """Empty the per-process caches of resolving sessions (as a new process
+    starts: ``python -m bench.hop`` times that case)."""
+    for cache in (_fingerprint, _decoded, _password_hashes):
+        cache.cache_clear()
+
+
+@functools.lru_cache(maxsize=RESOLUTION_CACHE_SIZE)
+def _fingerprint(secret: str, key: str) -> str:
+    return salted_hmac("booktime.access", secret, key, algorithm="sha256").hexdigest()[:32]
 
 
 def user_group(user_id: Any) -> str:
@@ -192,7 +212,7 @@ def session_store(key: str) -> Any:
     return import_module(settings.SESSION_ENGINE).SessionStore(key)
 
 
-def read_session(key: str, store: Any = None) -> tuple[dict[str, Any], datetime | None]:
+def read_session(key: str, store: Any = None) -> tuple[Mapping[str, Any], datetime | None]:
     """A session's data and expiry as stored now ({} when gone or expired)."""
     store = store if store is not None else session_store(key)
     model_class = getattr(store, "get_model_class", None)
@@ -206,7 +226,54 @@ def read_session(key: str, store: Any = None) -> tuple[dict[str, Any], datetime 
     if not rows:
         return {}, None
     data, expire_date = rows[0]
-    return store.decode(data), sql.convert(model, "expire_date", expire_date)
+    return decoded_session(store, data), sql.convert(model, "expire_date", expire_date)
+
+
+class _Undecodable(Exception):
+    """Data the engine decodes to nothing (tampered, or another key): not kept."""
+
+
+def decoded_session(store: Any, data: str) -> Mapping[str, Any]:
+    """``store.decode(data)``, read-only, decoded once per process for the same
+    stored text and keys. The row is still read on every resolution (a session
+    deleted or expired is seen at once); only the signature check and the
+    parse of text already checked are skipped (profiled: 8 % of an SSE open,
+    4 % of a WebSocket connect; docs/performance.md, round 5)."""
+    keys = (settings.SECRET_KEY, tuple(settings.SECRET_KEY_FALLBACKS), settings.SESSION_SERIALIZER)
+    try:
+        return _decoded(type(store), data, keys)
+    except _Undecodable:
+        return {}  # not kept: decoded (and reported by Django) every time
+
+
+@functools.lru_cache(maxsize=RESOLUTION_CACHE_SIZE)
+def _decoded(store_class: type, data: str, keys: tuple[Any, ...]) -> Mapping[str, Any]:
+    decoded = store_class().decode(data)
+    if not decoded:
+        raise _Undecodable
+    return MappingProxyType(decoded)
+
+
+def session_hashes(user: Any) -> tuple[str, ...]:
+    """The session hashes ``user``'s current password allows (the current key's,
+    then each ``SECRET_KEY_FALLBACKS`` one), computed once per process per
+    password hash and keys for Django's own ``get_session_auth_hash``."""
+    cls = type(user)
+    if (
+        cls.get_session_auth_hash is not AbstractBaseUser.get_session_auth_hash
+        or cls.get_session_auth_fallback_hash is not AbstractBaseUser.get_session_auth_fallback_hash
+        or cls._get_session_auth_hash is not AbstractBaseUser._get_session_auth_hash
+    ):
+        return (user.get_session_auth_hash(), *user.get_session_auth_fallback_hash())
+    keys = (settings.SECRET_KEY, tuple(settings.SECRET_KEY_FALLBACKS))
+    return _password_hashes(cls, user.password, keys)
+
+
+@functools.lru_cache(maxsize=RESOLUTION_CACHE_SIZE)
+def _password_hashes(cls: type, password: str, keys: tuple[Any, ...]) -> tuple[str, ...]:
+    # Django's methods read only ``password`` (checked by ``session_hashes``).
+    user = cls(password=password)
+    return (user.get_session_auth_hash(), *user.get_session_auth_fallback_hash())
 
 
 @functools.cache
@@ -243,7 +310,7 @@ def _user_select(model: Any, vendor: str) -> tuple[str, tuple[str, ...]]:
 
 
 def session_standing(
-    principal: Principal, stored: tuple[dict[str, Any], datetime | None] | None = None
+    principal: Principal, stored: tuple[Mapping[str, Any], datetime | None] | None = None
 ) -> Standing:
     """``django.contrib.auth.get_user``'s checks, read-only.
 
@@ -268,7 +335,7 @@ def session_standing(
         return ended
     if hasattr(user, "get_session_auth_hash"):
         stored_hash = data.get(HASH_SESSION_KEY)
-        hashes = (user.get_session_auth_hash(), *user.get_session_auth_fallback_hash())
+        hashes = session_hashes(user)
         if not stored_hash or not any(constant_time_compare(stored_hash, h) for h in hashes):
             return ended
     return Standing(user, expires_at)
