@@ -485,6 +485,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # drf-spectacular's own hook, then 413/415 on every operation with a body.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "orders.api.common.document_body_errors",
+    ],
     # One schema enum per choice set, however many fields use it.
     "ENUM_NAME_OVERRIDES": {
         "OrderStatusEnum": "orders.status.OrderStatus",

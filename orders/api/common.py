@@ -36,6 +36,32 @@ def errors(*codes: int) -> dict[int, Any]:
 
 
 COMMON_ERRORS = (401, 403, 429, 503)
+# What any operation that reads a body may answer before the view runs: a body
+# over DATA_UPLOAD_MAX_MEMORY_SIZE (413 ``too_large``, orders.api.parsers) or a
+# Content-Type the API does not parse, or none (415 ``unsupported_media_type``).
+BODY_ERRORS = (413, 415)
+
+
+def document_body_errors(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """drf-spectacular post-processing hook (``SPECTACULAR_SETTINGS``): every
+    operation with a request body documents ``BODY_ERRORS`` in the one error
+    shape, as the 400 beside it does."""
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            if not isinstance(operation, dict) or "requestBody" not in operation:
+                continue
+            responses = operation.setdefault("responses", {})
+            for code in BODY_ERRORS:
+                responses.setdefault(
+                    str(code),
+                    {
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                        },
+                        "description": "",
+                    },
+                )
+    return result
 
 
 class ApiMixin:

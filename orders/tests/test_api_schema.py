@@ -18,12 +18,15 @@ from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
+
+from tests.support.api import assert_error
 
 CHECKS = [
     not_a_server_error,
@@ -90,3 +93,36 @@ def test_staff_token_answers_match_the_schema(case: Any, staff_token: dict[str, 
 @HYPOTHESIS
 def test_customer_token_answers_match_the_schema(case: Any, customer_token: dict[str, str]) -> None:
     case.validate_response(case.call(headers=customer_token), checks=CHECKS)
+
+
+def body_operations() -> list[tuple[str, str]]:
+    """(method, path template) of every operation the schema gives a body."""
+    return [
+        (method.upper(), path)
+        for path, operations in schema.raw_schema["paths"].items()
+        for method, operation in operations.items()
+        if "requestBody" in operation
+    ]
+
+
+@pytest.mark.parametrize("content_type", ["", "text/plain"])
+def test_a_body_the_api_does_not_parse_is_a_documented_415(
+    staff_token: dict[str, str], content_type: str
+) -> None:
+    """Found by this file's run: a body sent without a Content-Type (or with
+    one no parser takes) is 415 ``unsupported_media_type``, which the schema
+    did not list; now every operation with a body lists 413 and 415."""
+    client = APIClient()
+    operations = body_operations()
+    assert operations
+    for method, path in operations:
+        responses = schema.raw_schema["paths"][path][method.lower()]["responses"]
+        assert {"413", "415"} <= set(responses), (method, path)
+    response = client.generic(
+        "PUT",
+        "/api/notification-preferences/",
+        b"email=on",
+        content_type=content_type,
+        HTTP_AUTHORIZATION=staff_token["Authorization"],
+    )
+    assert_error(response, 415, "unsupported_media_type")
