@@ -322,6 +322,12 @@ async def application(scope: Scope, receive: Receive, send: Send) -> None:
         await sse_app(scope, receive, send)
     elif scope["type"] == "http" and path == "/events/poll/":
         await poll_app(scope, receive, send)
+    elif scope["type"] == "http" and path == "/healthz":
+        # The readiness probe: the hub listens from here on, as the app's log
+        # keeps events from its start (a restarted baseline then hears what is
+        # published before its first client; the reconnect storm).
+        await hub.ensure_started()
+        await _send_json(send, 200, {"status": "ok"})
     elif scope["type"] == "http":
         await _send_json(send, 404, {"code": "not_found"})
     elif scope["type"] == "websocket":

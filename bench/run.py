@@ -155,6 +155,18 @@ class Servers:
         self.pids = [daphne.process.pid for daphne in self.daphnes if daphne.process]
         self.ps = [psutil.Process(pid) for pid in self.pids]
 
+    def restart(self) -> None:
+        """Stop every daphne, then start them again on the same ports (a deploy:
+        new processes, nothing cached, no connection open)."""
+        for daphne in self.daphnes:
+            daphne.stop()
+        for daphne in self.daphnes:
+            daphne.launch()
+        for daphne in self.daphnes:
+            daphne.wait_ready(60)
+        self.pids = [daphne.process.pid for daphne in self.daphnes if daphne.process]
+        self.ps = [psutil.Process(pid) for pid in self.pids]
+
     def rss(self) -> int:
         return sum(p.memory_info().rss for p in self.ps)
 
@@ -636,10 +648,11 @@ def run_churn(
 def run_storm(
     env: Env, args: argparse.Namespace, target: str, seed: dict[str, Any], cursor: int
 ) -> dict[str, Any]:
-    """``--storm N``: N WebSocket clients with cursors are connected; all drop (a
-    deploy), one change per order is committed meanwhile, and all reconnect at
-    once (``--in-flight`` handshakes at a time), each from its last id. Settled
-    = every client subscribed again and holding every change it missed."""
+    """``--storm N``: N WebSocket clients with cursors are connected; all drop,
+    the server processes restart (a deploy: nothing cached in them), one change
+    per order is committed meanwhile, and all reconnect at once (``--in-flight``
+    handshakes at a time), each from its last id. Settled = every client
+    subscribed again and holding every change it missed."""
     rows = seed["phases"]["storm"]
     servers = Servers(env, target, args.servers, f"{target}-storm")
     clients: list[ClientProcess] = []
@@ -654,6 +667,7 @@ def run_storm(
             client.send({"cmd": "drop"})
         for client in clients:
             client.wait("dropped", 120)
+        servers.restart()
         plan = {
             "mode": target,
             "orders": [[row[0], row[1]] for row in rows],
