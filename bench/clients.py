@@ -396,11 +396,16 @@ def emit(message: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+COMMAND_LINE_LIMIT = 64 * 1024 * 1024
+
+
 async def main(config_path: str) -> None:
     with open(config_path) as handle:
         config = json.load(handle)
     loop = asyncio.get_running_loop()
-    stdin = asyncio.StreamReader()
+    # A command line can be long: the storm's carries every event committed
+    # while the clients were away (10,000 orders: over a megabyte).
+    stdin = asyncio.StreamReader(limit=COMMAND_LINE_LIMIT)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
 
     async def command() -> dict[str, Any]:
