@@ -54,7 +54,6 @@ def shard_keys(server: RedisServer, prefix: str) -> list[str]:
 async def test_groups_spread_over_both_shards_and_every_transport_delivers(
     shards: list[RedisServer],
     start_daphne: Any,
-    settings: Any,
     staff_user: Any,
     alice: Any,
     make_order: Any,
@@ -63,7 +62,7 @@ async def test_groups_spread_over_both_shards_and_every_transport_delivers(
 ) -> None:
     urls = ",".join(server.url for server in shards)
     server = start_daphne(name="sharded", REDIS_URLS=urls)
-    orders = await orders_on_both_shards(alice, make_order, settings.CHANNEL_LAYERS, 6)
+    orders = await orders_on_both_shards(alice, make_order, 6)
     staff_cookies = await sync_to_async(login_cookies)(staff_user)
     alice_cookies = await sync_to_async(login_cookies)(alice)
     followers = [
@@ -94,12 +93,11 @@ async def test_groups_spread_over_both_shards_and_every_transport_delivers(
             await follower.stop()
 
 
-async def orders_on_both_shards(
-    customer: Any, make_order: Any, layers: dict[str, Any], count: int
-) -> list[Any]:
+async def orders_on_both_shards(customer: Any, make_order: Any, count: int) -> list[Any]:
     """``count`` new orders whose groups, with the staff group, fall on both
-    shards by the layer's own hash: group names depend on the database's ids
-    and the run's prefix, and a handful can all hash to one shard."""
+    shards by the hash of the layer the settings configure (the ``shards``
+    fixture's): group names depend on the database's ids and the run's prefix,
+    and a handful can all hash to one shard."""
     layer = channel_layers.make_backend("default")
     orders: list[Any] = []
     for _ in range(count + 40):
