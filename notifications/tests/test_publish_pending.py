@@ -10,7 +10,10 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
+from notifications import publish
 from notifications.recovery import resubscribe_pubsub
 from orders.actions import transition_order
 from orders.models import OrderEvent
@@ -85,3 +88,37 @@ async def test_a_commit_publishes_older_pending_events_first(
     statuses = [m["event"]["order"]["status"] for m in await drain(layer, channel)]
     assert statuses == ["paid", "packed"]
     assert not await OrderEvent.objects.filter(published_at__isnull=True).aexists()
+
+
+def test_the_on_commit_publish_sends_the_event_it_committed_and_reads_back_only_ids(
+    memory_layer, alice, make_order, monkeypatch
+):
+    """Outside an outage the committed event is the only one pending: it is
+    sent as its transaction wrote it (the same envelope as the stored row)
+    and the publish reads back no event row, only the pending ids
+    (docs/performance.md, round 6)."""
+    order = make_order(alice)
+    sent: list[OrderEvent] = []
+    statements: list[str] = []
+    send, publish_pending = publish.run_on_publisher_loop, publish.publish_pending
+
+    def recording_send(function, events):
+        sent.extend(events)
+        return send(function, events)
+
+    def recording_publish(*args, **kwargs):
+        with CaptureQueriesContext(connection) as queries:
+            published = publish_pending(*args, **kwargs)
+        statements.extend(query["sql"] for query in queries.captured_queries)
+        return published
+
+    monkeypatch.setattr(publish, "run_on_publisher_loop", recording_send)
+    monkeypatch.setattr(publish, "publish_pending", recording_publish)
+    transition_order(order.pk, "paid")
+
+    stored = OrderEvent.objects.get(order=order, type="order.status_changed")
+    assert [event.pk for event in sent] == [stored.pk]
+    assert sent[0].envelope() == stored.envelope()
+    assert stored.published_at is not None
+    reads = [sql for sql in statements if sql.startswith("SELECT")]
+    assert len(reads) == 1 and "data" not in reads[0], statements
