@@ -47,14 +47,21 @@ the bench's profiler (docs/performance.md):
   (a few per user change), so hearing other users' is cheap; members are
   matched here as for any group.
 
-Everything else (groups, publishing, reconnects) is the stock layer's.
+- **Publishes do not queue behind subscriptions.** The stock shard connection
+  holds one lock for PUBLISH, SUBSCRIBE and UNSUBSCRIBE alike, so an event's
+  three groups went out one round trip after the other; here a PUBLISH takes
+  no lock, and a join of a group already subscribed takes it only while an
+  (un)subscribe is under way (docs/performance.md, round 6).
+
+Everything else (groups, reconnects) is the stock layer's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-import uuid
+import secrets
 from typing import Any
 
 from channels_redis.core import RedisChannelLayer
@@ -79,6 +86,10 @@ def _glob_escape(text: str) -> str:
     """``text`` matched literally in a Redis glob pattern."""
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
+
+# Inbox channel names: this process's random name and a counter.
+_PROCESS_NAME = secrets.token_hex(8)
+_inbox_numbers = itertools.count(1)
 
 # BlockingPoolRedisChannelLayer: how long a call waits for a free connection
 # before it fails like an outage (the callers retry).
@@ -115,6 +126,25 @@ class InboxShardConnection(RedisSingleShardConnection):
             queue = channels.get(channel_name)
             if queue is not None:
                 queue.put_nowait(decoded)
+
+    async def subscribe(self, channel: str) -> None:
+        """The stock SUBSCRIBE, without queueing for the shard's lock when the
+        channel is subscribed already and nothing is changing (every join of a
+        group some member already holds here: most joins; profiled, 1.5 % of a
+        long-poll, docs/performance.md, round 6). A held lock may be an
+        UNSUBSCRIBE of this very channel under way: then wait for it as before."""
+        if channel in self._subscribed_to and not self._lock.locked():
+            return
+        await super().subscribe(channel)
+
+    async def publish(self, channel: str, message: bytes) -> None:
+        """PUBLISH without the shard's lock, so that an event's groups go out
+        at once (``notifications.publish.send_to_groups``) instead of one round
+        trip after the other: the stock layer serializes every publish of a
+        shard with its (un)subscribes. Events keep their order per group: the
+        publisher sends the next event only once each group accepted this one."""
+        self._ensure_redis()
+        await self._redis.publish(channel, message)
 
     async def psubscribe(self, pattern: str) -> None:
         """PSUBSCRIBE ``pattern`` once (``_patterns``; re-sent after a Redis
@@ -219,8 +249,12 @@ class InboxPubSubLoopLayer(RedisPubSubLoopLayer):
         await super().flush()
 
     def new_inbox_channel(self, inbox: asyncio.Queue, prefix: str = "inbox.") -> str:
-        """A channel name whose messages (its groups') go straight into ``inbox``."""
-        channel = f"{self.prefix}{prefix}{uuid.uuid4().hex}"
+        """A channel name whose messages (its groups') go straight into ``inbox``.
+
+        Unique in this process (an inbox lives nowhere else): a random name per
+        process and a counter, not a UUID per connection (``uuid4`` was 2.6 %
+        of an SSE open's server samples; docs/performance.md, round 6)."""
+        channel = f"{self.prefix}{prefix}{_PROCESS_NAME}.{next(_inbox_numbers)}"
         self.channels[channel] = inbox
         self.inbox_channels.add(channel)
         return channel
@@ -264,8 +298,15 @@ class InboxPubSubChannelLayer(RedisPubSubChannelLayer):
             return getattr(self._get_layer(), name)
         return super().__getattr__(name)
 
+    _last: tuple[asyncio.AbstractEventLoop, InboxPubSubLoopLayer] | None = None
+
     def _get_layer(self) -> InboxPubSubLoopLayer:
+        """The running loop's layer; the last one asked for is kept at hand
+        (every layer call of a consumer passes here; 1.7 % of a long-poll)."""
         loop = asyncio.get_running_loop()
+        last = self._last
+        if last is not None and last[0] is loop:
+            return last[1]
         layer = self._layers.get(loop)
         if layer is None:
             layer = InboxPubSubLoopLayer(*self._args, **self._kwargs, channel_layer=self)
@@ -273,6 +314,7 @@ class InboxPubSubChannelLayer(RedisPubSubChannelLayer):
             from channels_redis.utils import _wrap_close
 
             _wrap_close(self, loop)
+        self._last = (loop, layer)
         return layer
 
 

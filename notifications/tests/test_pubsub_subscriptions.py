@@ -1,0 +1,61 @@
+"""The pubsub layer's shard connection (notifications/layers.py): joins of a
+group already subscribed skip the shard's lock, but never while an
+UNSUBSCRIBE of it may be under way; publishes do not queue behind
+(un)subscribes. On a private redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from notifications.layers import InboxPubSubChannelLayer
+
+pytestmark = [pytest.mark.asyncio]
+
+PREFIX = "shardlock"
+EVENT = {"type": "order.event", "n": 1}
+
+
+async def test_a_join_racing_the_sweeps_unsubscribe_keeps_the_group_heard(
+    private_redis: Any,
+) -> None:
+    members = InboxPubSubChannelLayer(hosts=[private_redis.url], prefix=PREFIX)
+    publisher = InboxPubSubChannelLayer(hosts=[private_redis.url], prefix=PREFIX)
+    inbox: asyncio.Queue = asyncio.Queue()
+    channel = members.new_inbox_channel(inbox)
+    await members.group_add("order.7", channel)
+    await members.group_discard("order.7", channel)  # empty: the sweep will unsubscribe
+    layer = members._get_layer()
+    group_channel = layer._get_group_channel_name("order.7")
+    shard = layer._get_shard(group_channel)
+    try:
+        sweep = asyncio.create_task(layer._unsubscribe([group_channel]))
+        while not shard._lock.locked():  # the sweep has decided; its UNSUBSCRIBE is in flight
+            await asyncio.sleep(0)
+        await members.group_add("order.7", channel)  # still listed as subscribed right now
+        await asyncio.wait_for(sweep, 5)
+
+        assert group_channel in shard._subscribed_to
+        await publisher.group_send("order.7", EVENT)
+        assert await asyncio.wait_for(inbox.get(), 5) == EVENT
+    finally:
+        await members.flush()
+        await publisher.flush()
+
+
+async def test_a_publish_does_not_wait_for_the_shards_subscriptions(private_redis: Any) -> None:
+    members = InboxPubSubChannelLayer(hosts=[private_redis.url], prefix=PREFIX)
+    publisher = InboxPubSubChannelLayer(hosts=[private_redis.url], prefix=PREFIX)
+    inbox: asyncio.Queue = asyncio.Queue()
+    await members.group_add("staff.orders", members.new_inbox_channel(inbox))
+    layer = publisher._get_layer()
+    shard = layer._get_shard(layer._get_group_channel_name("staff.orders"))
+    try:
+        async with shard._lock:  # a (un)subscribe of another group in progress
+            await asyncio.wait_for(publisher.group_send("staff.orders", EVENT), 5)
+        assert await asyncio.wait_for(inbox.get(), 5) == EVENT
+    finally:
+        await members.flush()
+        await publisher.flush()
