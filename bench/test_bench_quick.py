@@ -138,3 +138,18 @@ def test_the_hop_timer_times_every_case() -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     lines = [line for line in done.stdout.splitlines() if line.startswith("hop ")]
     assert len(lines) == 5 and all(line.endswith(" us") for line in lines), done.stdout
+
+
+@pytest.mark.timeout(120)
+def test_the_publish_timer_times_every_group_and_the_floor() -> None:
+    """``python -m bench.publish``: commit -> Redis per group, then the floor."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.publish", "--events", "6"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("publish ")]
+    assert len(lines) == 4 and all(line.endswith(" ms") for line in lines), done.stdout
