@@ -125,31 +125,28 @@ def test_capacity_scenarios_run_end_to_end(tmp_path: Path) -> None:
     assert (tmp_path / "charts" / "ceiling.png").exists()
 
 
-@pytest.mark.timeout(120)
-def test_the_hop_timer_times_every_case() -> None:
-    """``python -m bench.hop``: five cases timed on its own database."""
+def tool_lines(module: str, *args: str, prefix: str) -> list[str]:
+    """Run ``python -m module args`` from the repository; its lines starting with ``prefix``."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench.hop", "--hops", "3"],
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=100,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    lines = [line for line in done.stdout.splitlines() if line.startswith("hop ")]
-    assert len(lines) == 5 and all(line.endswith(" us") for line in lines), done.stdout
+    return [line for line in done.stdout.splitlines() if line.startswith(prefix)]
+
+
+@pytest.mark.timeout(120)
+def test_the_hop_timer_times_every_case() -> None:
+    """``python -m bench.hop``: five cases timed on its own database."""
+    lines = tool_lines("bench.hop", "--hops", "3", prefix="hop ")
+    assert len(lines) == 5 and all(line.endswith(" us") for line in lines), lines
 
 
 @pytest.mark.timeout(120)
 def test_the_publish_timer_times_every_group_and_the_floor() -> None:
     """``python -m bench.publish``: commit -> Redis per group, then the floor."""
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.publish", "--events", "6"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=100,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    lines = [line for line in done.stdout.splitlines() if line.startswith("publish ")]
-    assert len(lines) == 4 and all(line.endswith(" ms") for line in lines), done.stdout
+    lines = tool_lines("bench.publish", "--events", "6", prefix="publish ")
+    assert len(lines) == 4 and all(line.endswith(" ms") for line in lines), lines
