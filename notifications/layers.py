@@ -50,8 +50,10 @@ the bench's profiler (docs/performance.md):
 - **Publishes do not queue behind subscriptions.** The stock shard connection
   holds one lock for PUBLISH, SUBSCRIBE and UNSUBSCRIBE alike, so an event's
   three groups went out one round trip after the other; here a PUBLISH takes
-  no lock, and a join of a group already subscribed takes it only while an
-  (un)subscribe is under way (docs/performance.md, round 6).
+  no lock, ``group_send_many`` sends several groups' messages in one
+  pipelined round trip per shard, and a join of a group already subscribed
+  takes the lock only while an (un)subscribe is under way
+  (docs/performance.md, round 6).
 
 Everything else (groups, reconnects) is the stock layer's.
 """
@@ -146,6 +148,14 @@ class InboxShardConnection(RedisSingleShardConnection):
         self._ensure_redis()
         await self._redis.publish(channel, message)
 
+    async def publish_many(self, items: list[tuple[str, bytes]]) -> None:
+        """PUBLISH each ``(channel, message)`` in one pipelined round trip, in order."""
+        self._ensure_redis()
+        pipe = self._redis.pipeline(transaction=False)
+        for channel, message in items:
+            pipe.publish(channel, message)
+        await pipe.execute()
+
     async def psubscribe(self, pattern: str) -> None:
         """PSUBSCRIBE ``pattern`` once (``_patterns``; re-sent after a Redis
         restart by ``notifications.recovery.resubscribe_pubsub``)."""
@@ -189,6 +199,18 @@ class InboxPubSubLoopLayer(RedisPubSubLoopLayer):
             return
         self.emptied.pop(self._get_group_channel_name(group), None)
         await super().group_add(group, channel)
+
+    async def group_send_many(self, sends: list[tuple[str, dict[str, Any]]]) -> None:
+        """``group_send`` to several groups at once: one pipelined round trip
+        per shard instead of a PUBLISH each (the on-commit publish sends every
+        event to three groups; docs/performance.md, round 6)."""
+        by_shard: dict[InboxShardConnection, list[tuple[str, bytes]]] = {}
+        for group, message in sends:
+            group_channel = self._get_group_channel_name(group)
+            by_shard.setdefault(self._get_shard(group_channel), []).append(
+                (group_channel, self.channel_layer.serialize(message))
+            )
+        await asyncio.gather(*(shard.publish_many(items) for shard, items in by_shard.items()))
 
     async def _pattern_group_add(self, group: str, channel: str) -> None:
         """Join ``group`` here only; its messages arrive through the pattern."""

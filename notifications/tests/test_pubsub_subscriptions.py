@@ -59,3 +59,24 @@ async def test_a_publish_does_not_wait_for_the_shards_subscriptions(private_redi
     finally:
         await members.flush()
         await publisher.flush()
+
+
+async def test_several_groups_sent_together_each_hear_every_message_in_order(
+    private_redis: Any,
+) -> None:
+    """``group_send_many`` (the on-commit publish's three groups, pipelined per shard)."""
+    members = InboxPubSubChannelLayer(hosts=[private_redis.url], prefix=PREFIX)
+    publisher = InboxPubSubChannelLayer(hosts=[private_redis.url], prefix=PREFIX)
+    orders, staff = asyncio.Queue(), asyncio.Queue()
+    await members.group_add("order.7", members.new_inbox_channel(orders))
+    await members.group_add("staff.orders", members.new_inbox_channel(staff))
+    try:
+        for n in range(5):
+            event = {**EVENT, "n": n}
+            await publisher.group_send_many([("order.7", event), ("staff.orders", event)])
+        for inbox in (orders, staff):
+            heard = [(await asyncio.wait_for(inbox.get(), 5))["n"] for _ in range(5)]
+            assert heard == [0, 1, 2, 3, 4]
+    finally:
+        await members.flush()
+        await publisher.flush()
