@@ -152,6 +152,10 @@ class Servers:
             self.close()
             raise
         self.ports = [daphne.port for daphne in self.daphnes]
+        self._track_processes()
+
+    def _track_processes(self) -> None:
+        """Note the daphne processes now running (their pids change on restart)."""
         self.pids = [daphne.process.pid for daphne in self.daphnes if daphne.process]
         self.ps = [psutil.Process(pid) for pid in self.pids]
 
@@ -164,8 +168,7 @@ class Servers:
             daphne.launch()
         for daphne in self.daphnes:
             daphne.wait_ready(60)
-        self.pids = [daphne.process.pid for daphne in self.daphnes if daphne.process]
-        self.ps = [psutil.Process(pid) for pid in self.pids]
+        self._track_processes()
 
     def rss(self) -> int:
         return sum(p.memory_info().rss for p in self.ps)
