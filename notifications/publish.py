@@ -15,7 +15,6 @@ import functools
 import json
 import logging
 import threading
-from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -75,8 +74,6 @@ async def send_to_groups(events: list[OrderEvent]) -> tuple[int, Exception | Non
     the first failure so that what was sent is always a prefix of ``events``.
     """
     layer = get_channel_layer()
-    # The pubsub layer pipelines an event's groups (one round trip per shard).
-    send_many = getattr(layer, "group_send_many", None) or _group_sends_at_once(layer)
     sent = 0
     try:
         for event in events:
@@ -87,21 +84,22 @@ async def send_to_groups(events: list[OrderEvent]) -> tuple[int, Exception | Non
             # round 6). Each group still gets events in id order: the next
             # event is sent only once every group accepted this one.
             groups = group_names_for_event(event.order_id, event.order.customer_id)
-            await send_many([(group, layer_message(envelope, group, text)) for group in groups])
+            await send_together(layer, [(g, layer_message(envelope, g, text)) for g in groups])
             sent += 1
     except Exception as exc:  # noqa: BLE001 - any layer failure must not break saves
         return sent, exc
     return sent, None
 
 
-def _group_sends_at_once(layer: Any) -> Callable[[list[tuple[str, dict[str, Any]]]], Any]:
-    """``group_send`` of each ``(group, message)`` together, for layers
-    without ``group_send_many``."""
-
-    async def send_many(sends: list[tuple[str, dict[str, Any]]]) -> None:
+async def send_together(layer: Any, sends: list[tuple[str, dict[str, Any]]]) -> None:
+    """``group_send`` of each ``(group, message)`` at once: pipelined, one round
+    trip per shard, on the pubsub layer (``group_send_many``); concurrent
+    ``group_send``s on the others."""
+    send_many = getattr(layer, "group_send_many", None)
+    if send_many is not None:
+        await send_many(sends)
+    else:
         await asyncio.gather(*(layer.group_send(group, message) for group, message in sends))
-
-    return send_many
 
 
 def pending_events(
