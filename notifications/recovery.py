@@ -101,6 +101,11 @@ class RecoveryMixin:
         # (notifications.layers) the layer writes into that queue itself, so only
         # the client's ASGI receive needs a pump task; other layers get a pump
         # for their receive too.
+        #
+        # [perf, issue 13] Nothing here keeps a bound method of the consumer on
+        # the consumer (channels' ``channel_receive`` is not set: nothing reads
+        # it): such a cycle left every ended consumer, with all its state, to
+        # the cycle collector (round 7 in docs/performance.md).
         self.scope = scope
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.base_send = send
@@ -115,7 +120,6 @@ class RecoveryMixin:
         else:
             self.channel_name = await self.channel_layer.new_channel()
             layer_pump = asyncio.create_task(pump(self.receive_from_layer, inbox))
-        self.channel_receive = self.receive_from_layer
         pumps.append(asyncio.create_task(pump(receive, inbox)))
         try:
             while True:
