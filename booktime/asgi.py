@@ -12,6 +12,7 @@ themselves. WebSocket handshakes must also come from an allowed origin:
 scheme, host and port (booktime.origin).
 """
 
+import gc
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "booktime.settings")
@@ -38,3 +39,11 @@ application = ProtocolTypeRouter(
 # Health, readiness and metrics answer ahead of everything (booktime/health.py);
 # every request and connection gets its log id (booktime/logging.py).
 application = RequestIdMiddleware(health_routes(application))
+
+# What startup made (Django, the apps, the URL conf, the imported libraries:
+# about 100,000 objects that live as long as the process) leaves the cyclic
+# collector's view, which traversed all of it on every full collection: a
+# sixth of a WebSocket connect's CPU under churn was the collector
+# (docs/performance.md, round 7). Nothing frozen is ever freed, so this runs
+# once, after the imports and before the first connection.
+gc.freeze()
