@@ -28,6 +28,7 @@ from booktime.health import health_routes  # noqa: E402
 from booktime.logging import RequestIdMiddleware  # noqa: E402
 from booktime.origin import OriginValidator  # noqa: E402
 from notifications.auth import StreamAuthMiddlewareStack  # noqa: E402
+from notifications.metrics import watch_collections  # noqa: E402
 from notifications.routing import http_urlpatterns, websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -45,5 +46,7 @@ application = RequestIdMiddleware(health_routes(application))
 # collector's view, which traversed all of it on every full collection: a
 # sixth of a WebSocket connect's CPU under churn was the collector
 # (docs/performance.md, round 7). Nothing frozen is ever freed, so this runs
-# once, after the imports and before the first connection.
+# once, after the imports and before the first connection. Every collection's
+# pause is on /metrics (booktime_gc_pause_seconds).
 gc.freeze()
+watch_collections()

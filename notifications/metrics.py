@@ -10,6 +10,8 @@ own numbers: scrape every process (README, "Deploying").
 from __future__ import annotations
 
 import functools
+import gc
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -42,6 +44,12 @@ PUBLISH_LAG = Histogram(
     "booktime_publish_lag_seconds",
     "From an event's commit to its publication on the channel layer",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+GC_PAUSES = Histogram(
+    "booktime_gc_pause_seconds",
+    "Python's cyclic garbage collections, by generation; each one stops the event loop",
+    ["generation"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 LONGPOLLS_HELD = Gauge("booktime_longpolls_held", "Long-poll requests held open")
 UNPUBLISHED = Gauge("booktime_unpublished_events", "Events committed but not yet published")
@@ -100,6 +108,26 @@ def published(events: Iterable[Any]) -> None:
     now = timezone.now()
     for event in events:
         PUBLISH_LAG.observe(max(0.0, (now - event.created_at).total_seconds()))
+
+
+def watch_collections() -> None:
+    """Time every cyclic garbage collection of this process into ``GC_PAUSES``
+    (from ``booktime.asgi``; once per process). The event loop stands still for
+    each one: under a reconnect storm, before round 7 of docs/performance.md,
+    full collections took 150-300 ms each."""
+    if _on_collection not in gc.callbacks:
+        gc.callbacks.append(_on_collection)
+
+
+_collection_started = [0.0]
+
+
+def _on_collection(phase: str, info: dict[str, int]) -> None:
+    if phase == "start":
+        _collection_started[0] = time.perf_counter()
+    else:
+        pause = time.perf_counter() - _collection_started[0]
+        _child(GC_PAUSES, str(info["generation"])).observe(pause)
 
 
 def _unpublished_count() -> float:

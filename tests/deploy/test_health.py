@@ -72,6 +72,7 @@ def test_metrics_from_loopback_or_with_the_token_only(start_daphne: Any, alice: 
         "booktime_publish_lag_seconds_bucket",
         "booktime_unpublished_events",
         "booktime_longpolls_held",
+        'booktime_gc_pause_seconds_count{generation="0"}',
     ):
         assert name in text, name
     proxied = httpx.get(server.url + "/metrics", headers={"X-Forwarded-For": "203.0.113.9"})
