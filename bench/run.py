@@ -31,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -176,9 +177,38 @@ class Servers:
     def cpu(self) -> float:
         return sum(sum(p.cpu_times()[:2]) for p in self.ps)
 
+    def gc_seconds(self) -> float | None:
+        """Seconds the servers spent in Python's cyclic garbage collector so far,
+        from the app's ``/metrics`` (``booktime_gc_pause_seconds``); None for
+        the baseline, which serves no metrics."""
+        total = None
+        for port in self.ports:
+            try:
+                url = f"http://127.0.0.1:{port}/metrics"
+                with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310 - loopback
+                    text = answer.read().decode()
+            except OSError:
+                return None
+            for line in text.splitlines():
+                if line.startswith("booktime_gc_pause_seconds_sum{"):
+                    total = (total or 0.0) + float(line.rsplit(" ", 1)[1])
+        return total
+
     def close(self) -> None:
         for child in self.daphnes + self.helpers:
             child.close()
+
+
+def gc_share(before: float | None, after: float | None, cpu: float) -> dict[str, float]:
+    """The app servers' seconds in the cycle collector over a phase, and their share
+    of the servers' CPU (nothing for the baseline)."""
+    if before is None or after is None:
+        return {}
+    seconds = after - before
+    return {
+        "server_gc_s": round(seconds, 3),
+        "gc_share_of_cpu": round(seconds / cpu, 3) if cpu else 0.0,
+    }
 
 
 class ClientProcess:
@@ -457,7 +487,7 @@ def run_phase(
         }
         if args.profile and target == "app" and transport in args.profile:
             profiler = Profiler(servers.pids[0], RESULTS / f"profile-{transport}.txt")
-        cpu_before = servers.cpu()
+        cpu_before, gc_before = servers.cpu(), servers.gc_seconds()
         redis_cpu_before = env.redis_cpu()
         redis_calls_before = env.redis_calls()
         driven = json.loads(env.python("bench.driver", env.write(f"{label}-plan.json", plan)))
@@ -467,6 +497,7 @@ def run_phase(
             client.send({"cmd": "expect", "events": events, "timeout": drain})
         done = [client.wait("done", drain + 60) for client in clients]
         server_cpu = servers.cpu() - cpu_before
+        gc_after = servers.gc_seconds()
         redis_cpu = env.redis_cpu() - redis_cpu_before
         redis_calls = env.redis_calls()
         redis_calls.subtract(redis_calls_before)
@@ -509,6 +540,7 @@ def run_phase(
                 "offered_deliveries_per_s": round(offered, 1),
                 "deliveries_per_s": round(deliveries / window, 1) if window > 0 else 0.0,
                 "server_cpu_s": round(server_cpu, 3),
+                **gc_share(gc_before, gc_after, server_cpu),
                 "cpu_s_per_1k_deliveries": round(1000 * server_cpu / max(deliveries, 1), 4),
                 "redis_cpu_s_per_1k_deliveries": round(1000 * redis_cpu / max(deliveries, 1), 4),
                 "redis_commands_per_delivery": round(
@@ -615,7 +647,7 @@ def run_churn(
         )
         if args.profile and target == "app" and transport in args.profile:
             profiler = Profiler(servers.pids[0], RESULTS / f"profile-churn-{transport}.txt")
-        cpu_before = servers.cpu()
+        cpu_before, gc_before = servers.cpu(), servers.gc_seconds()
         started = time.monotonic()
         for client in clients:
             client.send({"cmd": "churn", "in_flight": args.in_flight})
@@ -623,6 +655,7 @@ def run_churn(
         seconds = max(c["seconds"] for c in churned)
         tail = wait_idle(servers)
         done = sum(c["done"] for c in churned)
+        cpu, gc_seconds = servers.cpu() - cpu_before, servers.gc_seconds()
         profile = profiler.finish() if profiler is not None else None
         profiler = None
         return {
@@ -635,9 +668,8 @@ def run_churn(
             "connects_per_s": round(done / seconds, 1) if seconds else 0.0,
             "settle_seconds": round(time.monotonic() - started, 3),
             "settle_tail_seconds": tail,
-            "server_cpu_ms_per_connect": round(
-                1000 * (servers.cpu() - cpu_before) / max(done, 1), 3
-            ),
+            "server_cpu_ms_per_connect": round(1000 * cpu / max(done, 1), 3),
+            **gc_share(gc_before, gc_seconds, cpu),
             "errors": [e for c in churned for e in c["errors"]][:5],
         }
     finally:
@@ -852,6 +884,7 @@ ROWS = [
     ("duplicated", ("duplicated",), "{:.0f}"),
     ("RSS/conn KiB", ("rss_per_connection_kb",), "{:.1f}"),
     ("CPU s/1k deliv.", ("cpu_s_per_1k_deliveries",), "{:.3f}"),
+    ("GC share of CPU", ("gc_share_of_cpu",), "{:.3f}"),
     ("Redis CPU s/1k", ("redis_cpu_s_per_1k_deliveries",), "{:.3f}"),
     ("Redis cmds/deliv.", ("redis_commands_per_delivery",), "{:.1f}"),
 ]
@@ -992,8 +1025,18 @@ def scenario_table(scenarios: dict[str, Any]) -> str:
     """The capacity scenarios, app against baseline."""
     lines = []
     shown = {
-        "churn_ws": ["connects_per_s", "settle_seconds", "server_cpu_ms_per_connect"],
-        "churn_sse": ["connects_per_s", "settle_seconds", "server_cpu_ms_per_connect"],
+        "churn_ws": [
+            "connects_per_s",
+            "settle_seconds",
+            "server_cpu_ms_per_connect",
+            "gc_share_of_cpu",
+        ],
+        "churn_sse": [
+            "connects_per_s",
+            "settle_seconds",
+            "server_cpu_ms_per_connect",
+            "gc_share_of_cpu",
+        ],
         "storm": ["reopen_seconds", "settle_seconds", "lost", "duplicated"],
         "ceiling": ["ceiling_deliveries_per_s", "first_failure_deliveries_per_s", "driver_bound"],
     }

@@ -61,6 +61,8 @@ def test_quick_bench_completes_without_loss_or_duplicates(tmp_path: Path) -> Non
             assert phase["events"] == results["config"]["events"]
             assert phase["deliveries"] == phase["expected_deliveries"] > 0
             assert phase["lost"] == 0 and phase["duplicated"] == 0
+            # The app's seconds in the cycle collector, from its /metrics.
+            assert ("gc_share_of_cpu" in phase) == (target == "app"), transport
         assert phases["idle_ws"]["connections"] == 20
     for transport in ("ws", "sse", "poll", "idle_ws"):
         assert "rss_per_connection_kb" in results["ratios"][transport]
