@@ -14,11 +14,17 @@ one step along placed→paid→packed→shipped→delivered, so the plan needs
   Redis channels (one pipeline for the three groups); the time is stamped
   just before the publish. Ids count up from ``first_id``.
 
+The app's driver stands for the app's web process, so it freezes its
+startup heap as ``booktime.asgi`` does: unfrozen, a full collection of
+Django's heap (tens of milliseconds) could fall between a commit and its
+publish (docs/performance.md, round 7).
+
 Prints one JSON line: ``{"events": [[id, order_id, commit_ts], ...], ...}``.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -73,6 +79,8 @@ def run_app(plan: dict[str, Any]) -> dict[str, Any]:
 
     from orders.actions import transition_order
     from orders.models import OrderEvent
+
+    gc.freeze()  # as booktime.asgi (module docstring)
 
     def commit(order_id: int, _customer_id: int, status: str) -> list[Any]:
         stamp: list[float] = []
