@@ -487,7 +487,9 @@ def run_phase(
         }
         if args.profile and target == "app" and transport in args.profile:
             profiler = Profiler(servers.pids[0], RESULTS / f"profile-{transport}.txt")
-        cpu_before, gc_before = servers.cpu(), servers.gc_seconds()
+        # The scrape first: its own CPU is not the phase's.
+        gc_before = servers.gc_seconds()
+        cpu_before = servers.cpu()
         redis_cpu_before = env.redis_cpu()
         redis_calls_before = env.redis_calls()
         driven = json.loads(env.python("bench.driver", env.write(f"{label}-plan.json", plan)))
@@ -647,7 +649,8 @@ def run_churn(
         )
         if args.profile and target == "app" and transport in args.profile:
             profiler = Profiler(servers.pids[0], RESULTS / f"profile-churn-{transport}.txt")
-        cpu_before, gc_before = servers.cpu(), servers.gc_seconds()
+        gc_before = servers.gc_seconds()  # before the CPU reading, as in run_phase
+        cpu_before = servers.cpu()
         started = time.monotonic()
         for client in clients:
             client.send({"cmd": "churn", "in_flight": args.in_flight})
