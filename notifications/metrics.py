@@ -114,7 +114,7 @@ def watch_collections() -> None:
     """Time every cyclic garbage collection of this process into ``GC_PAUSES``
     (from ``booktime.asgi``; once per process). The event loop stands still for
     each one: under a reconnect storm, before round 7 of docs/performance.md,
-    full collections took 150-300 ms each."""
+    full collections took 140-220 ms each."""
     if _on_collection not in gc.callbacks:
         gc.callbacks.append(_on_collection)
 
