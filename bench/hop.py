@@ -17,42 +17,27 @@ process has not seen.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 import time
-from decimal import Decimal
 from typing import Any
+
+from bench.fresh import migrated_database, placed_orders
 
 
 def _setup(directory: str) -> tuple[str, int, int]:
     """A migrated database with one customer, one order and a signed-in session:
     (session key, order id, newest event id)."""
-    os.environ["DATABASE_URL"] = f"sqlite:///{directory}/hop.sqlite3"
-    os.environ["CHANNEL_LAYER"] = "memory"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "booktime.settings")
-    import django
-
-    django.setup()
+    migrated_database(f"{directory}/hop.sqlite3", CHANNEL_LAYER="memory")
     from django.conf import settings
-    from django.contrib.auth import get_user_model
-    from django.core.management import call_command
 
     from notifications.log import latest_event_id
-    from orders.actions import LineRequest, place_order, transition_order
-    from orders.models import Product
+    from orders.actions import transition_order
     from tests.support.asgi import session_cookies
 
-    call_command("migrate", verbosity=0, interactive=False)
-    customer = get_user_model().objects.create_user("hop-customer", password=None)
-    product = Product.objects.create(sku="HOP-1", name="Hop book", price=Decimal("9.95"))
-    order = place_order(
-        customer,
-        [LineRequest(product.pk, 1)],
-        shipping={"shipping_name": "Hop", "shipping_city": "X"},
-    )
+    (order,) = placed_orders(["hop-customer"])
     transition_order(order.pk, "paid")
-    key = session_cookies(customer)[settings.SESSION_COOKIE_NAME]
+    key = session_cookies(order.customer)[settings.SESSION_COOKIE_NAME]
     return key, order.pk, latest_event_id()
 
 

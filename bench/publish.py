@@ -18,14 +18,14 @@ percentile in milliseconds.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 import threading
 import time
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any
+
+from bench.fresh import migrated_database, placed_orders
 
 GROUPS = ("order", "customer", "staff")
 SETTLE_SECONDS = 0.5  # how long to wait for one event's three messages
@@ -33,33 +33,13 @@ SETTLE_SECONDS = 0.5  # how long to wait for one event's three messages
 
 def _setup(directory: str, redis_url: str, orders: int) -> list[int]:
     """A migrated database with ``orders`` placed orders (each its own customer)."""
-    os.environ.update(
-        DATABASE_URL=f"sqlite:///{directory}/publish.sqlite3",
+    migrated_database(
+        f"{directory}/publish.sqlite3",
         CHANNEL_LAYER="pubsub",
         REDIS_URL=redis_url,
         CHANNEL_LAYER_PREFIX="bench-publish",
     )
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "booktime.settings")
-    import django
-
-    django.setup()
-    from django.contrib.auth import get_user_model
-    from django.core.management import call_command
-
-    from orders.actions import LineRequest, place_order
-    from orders.models import Product
-
-    call_command("migrate", verbosity=0, interactive=False)
-    product = Product.objects.create(sku="PUB-1", name="Publish book", price=Decimal("9.95"))
-    users = get_user_model().objects
-    return [
-        place_order(
-            users.create_user(f"publish-{i}", password=None),
-            [LineRequest(product.pk, 1)],
-            shipping={"shipping_name": "Publish", "shipping_city": "X"},
-        ).pk
-        for i in range(orders)
-    ]
+    return [order.pk for order in placed_orders([f"publish-{i}" for i in range(orders)])]
 
 
 class Arrivals:
