@@ -1027,19 +1027,10 @@ def scenario_ratio(app: dict[str, Any], baseline: dict[str, Any], key: str) -> f
 def scenario_table(scenarios: dict[str, Any]) -> str:
     """The capacity scenarios, app against baseline."""
     lines = []
+    churn = ["connects_per_s", "settle_seconds", "server_cpu_ms_per_connect", "gc_share_of_cpu"]
     shown = {
-        "churn_ws": [
-            "connects_per_s",
-            "settle_seconds",
-            "server_cpu_ms_per_connect",
-            "gc_share_of_cpu",
-        ],
-        "churn_sse": [
-            "connects_per_s",
-            "settle_seconds",
-            "server_cpu_ms_per_connect",
-            "gc_share_of_cpu",
-        ],
+        "churn_ws": churn,
+        "churn_sse": churn,
         "storm": ["reopen_seconds", "settle_seconds", "lost", "duplicated"],
         "ceiling": ["ceiling_deliveries_per_s", "first_failure_deliveries_per_s", "driver_bound"],
     }
