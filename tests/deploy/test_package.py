@@ -207,6 +207,9 @@ def test_systemd_analyze_verifies_the_units(installed: Installed, tmp_path: Path
 
 
 def test_the_units_commands_run_from_the_installed_copy(installed: Installed) -> None:
+    # The README's deploy steps migrate before starting the units; this test
+    # must not rely on another test having done it (xdist may run it alone).
+    installed.run(installed.bin("booktime"), "migrate", "--noinput")
     port = free_port()
     daphne = ChildProcess(
         rendered(installed, exec_start("booktime-daphne@.service", str(port))),
