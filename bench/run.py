@@ -694,6 +694,7 @@ def run_storm(
     rows = seed["phases"]["storm"]
     servers = Servers(env, target, args.servers, f"{target}-storm")
     clients: list[ClientProcess] = []
+    profiler: Profiler | None = None
     try:
         specs = specs_for("ws", args.storm, 0, rows, servers.ports, "", cursor)
         warm = specs_for("ws", 0, 1, rows, servers.ports, seed["staff_cookie"], cursor)
@@ -717,6 +718,9 @@ def run_storm(
             env.python("bench.driver", env.write(f"{target}-storm-plan.json", plan))
         )
         events = driven["events"]
+        if args.profile and target == "app" and "ws" in args.profile:
+            # The restarted process: the reconnects, not the first opens.
+            profiler = Profiler(servers.pids[0], RESULTS / "profile-storm-ws.txt")
         cpu_before = servers.cpu()
         for client in clients:
             client.send(
@@ -734,7 +738,11 @@ def run_storm(
             for key in ("deliveries", "expected", "lost", "duplicated", "unexpected"):
                 totals[key] += stats.get(key, 0)
         settle = max(m["settle_seconds"] for m in settled)
+        cpu = servers.cpu() - cpu_before
+        profile = profiler.finish() if profiler is not None else None
+        profiler = None
         return {
+            **({"profile_top": profile} if profile else {}),
             "clients": args.storm,
             "in_flight": args.in_flight,
             "first_open_seconds": max(r["open_seconds"] for r in ready),
@@ -744,9 +752,7 @@ def run_storm(
             "reopen_seconds": max(m["reopen_seconds"] for m in settled),
             "settle_seconds": settle,
             "reconnects_per_s": round(args.storm / settle, 1) if settle else 0.0,
-            "server_cpu_ms_per_reconnect": round(
-                1000 * (servers.cpu() - cpu_before) / max(args.storm, 1), 3
-            ),
+            "server_cpu_ms_per_reconnect": round(1000 * cpu / max(args.storm, 1), 3),
             "expected_deliveries": totals["expected"],
             "deliveries": totals["deliveries"],
             "lost": totals["lost"],
@@ -757,6 +763,8 @@ def run_storm(
             "errors": [e for m in settled for e in m["errors"]][:5],
         }
     finally:
+        if profiler is not None:
+            profiler.finish()
         for client in clients:
             client.close()
         servers.close()
@@ -963,7 +971,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         nargs="*",
         choices=TRANSPORTS,
         default=None,
-        help="py-spy the (first) app server in these phases; top frames go to the JSON",
+        help="py-spy the (first) app server in these phases (ws: also the churn and the storm's reconnects); top frames go to the JSON",
     )
     parser.add_argument(
         "--ceiling",
