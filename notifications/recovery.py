@@ -106,10 +106,18 @@ class RecoveryMixin:
         # the consumer (channels' ``channel_receive`` is not set: nothing reads
         # it): such a cycle left every ended consumer, with all its state, to
         # the cycle collector (round 7 in docs/performance.md).
+        #
+        # [perf, issue 13] Under daphne (and channels' test communicator) the
+        # ASGI receive is ``asyncio.Queue.get`` of the server's own queue for
+        # this connection: that queue is the inbox, and no pump task, no second
+        # queue is held per connection (``server_queue``; round 8).
         self.scope = scope
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.base_send = send
         self.setup_state(send)
+        queue = server_queue(receive)
+        if queue is not None:
+            self.local_messages = queue
         metrics.connection_opened(self)
         inbox = self.local_messages
         new_inbox_channel = getattr(self.channel_layer, "new_inbox_channel", None)
@@ -120,7 +128,8 @@ class RecoveryMixin:
         else:
             self.channel_name = await self.channel_layer.new_channel()
             layer_pump = asyncio.create_task(pump(self.receive_from_layer, inbox))
-        pumps.append(asyncio.create_task(pump(receive, inbox)))
+        if queue is None:
+            pumps.append(asyncio.create_task(pump(receive, inbox)))
         try:
             while True:
                 message = await inbox.get()
@@ -317,6 +326,18 @@ LAYER_CLOSED = "layer.closed"
 LAYER_CLOSE_LOCAL_SECONDS = 0.5
 LAYER_CLOSE_TIMEOUT_SECONDS = 2.0
 FINAL_MESSAGES = frozenset({"websocket.disconnect", "http.disconnect", LAYER_CLOSED})
+
+
+def server_queue(receive: Any) -> asyncio.Queue | None:
+    """The queue behind an ASGI ``receive`` that is a plain ``asyncio.Queue.get``
+    (daphne's per-connection queue; channels' ``ApplicationCommunicator``), else
+    None. The server only ever ``put_nowait``s into it, so the consumer can
+    read it as its inbox and let its other sources put there too: messages
+    still come out in arrival order."""
+    queue = getattr(receive, "__self__", None)
+    if type(queue) is asyncio.Queue and getattr(receive, "__func__", None) is asyncio.Queue.get:
+        return queue
+    return None
 
 
 async def pump(source: Any, inbox: asyncio.Queue) -> None:
