@@ -186,11 +186,12 @@ REDIS_URL = env_str("REDIS_URL", "") or "redis://127.0.0.1:6379/0"
 CHANNEL_LAYER = env_str("CHANNEL_LAYER", "pubsub")
 # Each test run uses its own prefix so parallel runs never see each other's groups.
 CHANNEL_LAYER_PREFIX = env_str("CHANNEL_LAYER_PREFIX", "booktime")
-# Messages a single consumer may have queued before the layer drops new ones.
-# On the redis layer it also bounds the one Redis key all consumers of a
-# process share (its channel): closing consumers send nothing through it
-# (notifications.recovery.RecoveryMixin.end_layer_receive). Completeness never
-# depends on it: a consumer that misses events catches up from the event log by cursor.
+# redis and memory layers: messages the one Redis key all consumers of a
+# process share (its channel) may hold; closing consumers send nothing through
+# it (notifications.recovery.RecoveryMixin.end_layer_receive). Completeness
+# never depends on it: a group message dropped for a full process is marked,
+# and the process's watchdog has its consumers catch up from the event log by
+# cursor (notifications.layers.BlockingPoolRedisChannelLayer.group_send).
 CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 1000, minimum=1)
 CHANNEL_LAYER_EXPIRY = env_int("CHANNEL_LAYER_EXPIRY", 60, minimum=1)
 

@@ -2,7 +2,9 @@
 
 ``BlockingPoolRedisChannelLayer`` (``CHANNEL_LAYER=redis``, at the end) is
 channels-redis's ``RedisChannelLayer`` whose calls wait for a free Redis
-connection instead of failing; the rest of this module is the pub/sub layer.
+connection instead of failing, and whose group messages dropped for a full
+process are marked so that process catches up; the rest of this module is
+the pub/sub layer.
 
 ``InboxPubSubChannelLayer`` is channels-redis's ``RedisPubSubChannelLayer``
 (``CHANNEL_LAYER=pubsub``, the default) with three changes, each found with
@@ -64,6 +66,7 @@ import asyncio
 import itertools
 import logging
 import secrets
+import time
 from typing import Any
 
 from channels_redis.core import RedisChannelLayer
@@ -96,6 +99,8 @@ _inbox_numbers = itertools.count(1)
 # BlockingPoolRedisChannelLayer: how long a call waits for a free connection
 # before it fails like an outage (the callers retry).
 POOL_WAIT_SECONDS = 10
+# Appended to a process's Redis key for the mark of a dropped group message.
+OVERFLOW_SUFFIX = ":overflowed"
 
 
 class InboxShardConnection(RedisSingleShardConnection):
@@ -357,6 +362,72 @@ class BlockingPoolRedisChannelLayer(RedisChannelLayer):
     for up to ``POOL_WAIT_SECONDS``. Host entries are read as channels-redis
     reads them (an ``address``, or Sentinel ``master_name`` and ``sentinels``).
     """
+
+    # channels-redis 4.3's group-send script, with one line added: a process
+    # key at capacity gets an "overflowed" mark instead of dropping silently.
+    GROUP_SEND_LUA = """
+        local over_capacity = 0
+        local current_time = ARGV[#ARGV - 1]
+        local expiry = ARGV[#ARGV]
+        for i=1,#KEYS do
+            if redis.call('ZCOUNT', KEYS[i], '-inf', '+inf') < tonumber(ARGV[i + #KEYS]) then
+                redis.call('ZADD', KEYS[i], current_time, ARGV[i])
+                redis.call('EXPIRE', KEYS[i], expiry)
+            else
+                redis.call('SET', KEYS[i] .. ARGV[#ARGV - 2], current_time, 'EX', expiry)
+                over_capacity = over_capacity + 1
+            end
+        end
+        return over_capacity
+    """
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        """channels-redis's ``group_send``, but a message dropped because a
+        process's key holds ``capacity`` messages (that process is behind:
+        a fan-out peak past what it can take) leaves a mark on that key
+        (``OVERFLOW_SUFFIX``). The process's watchdog takes the mark within a
+        second (``take_overflow``) and its consumers catch up from the event
+        log, as after an outage: late, but nothing lost. The stock layer only
+        logs the count, in the sending process."""
+        assert self.require_valid_group_name(group), "Group name not valid"
+        key = self._group_key(group)
+        connection = self.connection(self.consistent_hash(group))
+        await connection.zremrangebyscore(key, min=0, max=int(time.time()) - self.group_expiry)
+        channel_names = [name.decode("utf8") for name in await connection.zrange(key, 0, -1)]
+        by_connection, messages, capacities = self._map_channel_keys_to_connection(
+            channel_names, message
+        )
+        for index, channel_keys in by_connection.items():
+            connection = self.connection(index)
+            pipe = connection.pipeline()
+            for channel_key in channel_keys:
+                pipe.zremrangebyscore(channel_key, min=0, max=int(time.time()) - int(self.expiry))
+            await pipe.execute()
+            args = [
+                *(messages[channel_key] for channel_key in channel_keys),
+                *(capacities[channel_key] for channel_key in channel_keys),
+                OVERFLOW_SUFFIX,
+                time.time(),
+                self.expiry,
+            ]
+            over = await connection.eval(
+                self.GROUP_SEND_LUA, len(channel_keys), *channel_keys, *args
+            )
+            if over:
+                logger.warning(
+                    "%s of %s processes behind on group %s (CHANNEL_LAYER_CAPACITY): "
+                    "marked to catch up from the event log",
+                    over,
+                    len(channel_keys),
+                    group,
+                )
+
+    async def take_overflow(self) -> bool:
+        """Whether a group message for this process was dropped since the last
+        call (``group_send``); clears the mark. One Redis command."""
+        name = f"specific.{self.client_prefix}!"
+        connection = self.connection(self.consistent_hash(name))
+        return bool(await connection.delete(self.prefix + name + OVERFLOW_SUFFIX))
 
     def create_pool(self, index: int) -> Any:
         options = {"timeout": POOL_WAIT_SECONDS, **self.hosts[index]}

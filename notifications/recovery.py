@@ -358,8 +358,10 @@ class LayerWatchdog:
     """Per event loop: probe Redis, and after a restart or outage tell consumers.
 
     A Redis restart forgets every group membership while consumers stay
-    connected; without this they would stay deaf. Disabled for the in-memory
-    layer.
+    connected; without this they would stay deaf. The redis layer's mark of a
+    group message it dropped for this process (the process was behind by its
+    capacity) is told the same way: every consumer catches up from its
+    cursor. Disabled for the in-memory layer.
     """
 
     _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LayerWatchdog] = (
@@ -419,8 +421,27 @@ class LayerWatchdog:
         if restarted or self.was_down:
             logger.warning("Redis is back (restarted=%s); re-joining groups", restarted)
             await self.announce_recovery()
+        elif await self.layer_overflowed():
+            logger.warning(
+                "the channel layer dropped messages for this process (it was behind by "
+                "CHANNEL_LAYER_CAPACITY); consumers catch up from the event log"
+            )
+            await self.announce_recovery()
         self.run_id = run_id
         self.was_down = False
+
+    @staticmethod
+    async def layer_overflowed() -> bool:
+        """Whether the redis layer dropped a group message for this process
+        since the last probe (``BlockingPoolRedisChannelLayer.take_overflow``);
+        the pubsub layer never drops one without a reconnect, which is an outage."""
+        take = getattr(get_channel_layer(), "take_overflow", None)
+        if take is None:
+            return False
+        try:
+            return await take()
+        except Exception:  # noqa: BLE001 - Redis trouble: the next probe sees it
+            return False
 
     async def announce_recovery(self) -> None:
         metrics.LAYER_RECOVERIES.inc()
