@@ -27,6 +27,7 @@ from asgiref.sync import sync_to_async
 
 from notifications.access import user_group
 from orders.actions import transition_order
+from tests.support.fixtures import use_redis_layer
 from tests.support.live import async_wait_until, ws_connect, ws_recv, ws_recv_until, ws_send
 from tests.support.sse import sse_frames
 
@@ -40,23 +41,17 @@ RETRY_LOOP = ("receive failed", "Timeout reading", "catch-up", "re-joining")
 @pytest.fixture
 def redis_layer(settings: Any, redis_url: str, channel_layer_prefix: str) -> None:
     """This process publishes on the same RedisChannelLayer as the server."""
-    settings.CHANNEL_LAYER = "redis"
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                "hosts": [
-                    {
-                        "address": redis_url,
-                        "socket_connect_timeout": 2,
-                        "socket_timeout": settings.CHANNEL_LAYER_SOCKET_TIMEOUT,
-                    }
-                ],
-                "prefix": channel_layer_prefix,
-                "group_expiry": GROUP_EXPIRY,
-            },
-        }
-    }
+    use_redis_layer(
+        settings,
+        redis_url,
+        channel_layer_prefix,
+        backend="channels_redis.core.RedisChannelLayer",
+        host={
+            "socket_connect_timeout": 2,
+            "socket_timeout": settings.CHANNEL_LAYER_SOCKET_TIMEOUT,
+        },
+        group_expiry=GROUP_EXPIRY,
+    )
 
 
 async def membership_scores(redis_url: str, prefix: str, group: str) -> list[float]:

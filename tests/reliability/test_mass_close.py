@@ -25,6 +25,7 @@ from asgiref.sync import sync_to_async
 
 from orders.actions import transition_order
 from orders.models import OrderEvent
+from tests.support.fixtures import use_redis_layer
 from tests.support.live import async_wait_until, ws_connect, ws_recv, ws_recv_until, ws_send
 
 pytestmark = [
@@ -45,13 +46,7 @@ AT_MOST_SENDS = LEAVING // 10
 @pytest.fixture
 def redis_layer(private_redis: Any, settings: Any, channel_layer_prefix: str) -> Any:
     """This process publishes on a RedisChannelLayer on ``private_redis``, as the server."""
-    settings.CHANNEL_LAYER = "redis"
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "notifications.layers.BlockingPoolRedisChannelLayer",
-            "CONFIG": {"hosts": [{"address": private_redis.url}], "prefix": channel_layer_prefix},
-        }
-    }
+    use_redis_layer(settings, private_redis.url, channel_layer_prefix)
     return private_redis
 
 

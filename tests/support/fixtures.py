@@ -318,6 +318,31 @@ def memory_layer(settings: Any) -> Iterator[None]:
     yield
 
 
+def use_redis_layer(
+    settings: Any,
+    address: str,
+    prefix: str,
+    *,
+    backend: str = "notifications.layers.BlockingPoolRedisChannelLayer",
+    host: dict[str, Any] | None = None,
+    **config: Any,
+) -> None:
+    """Put this process (what it publishes, and its test code) on a
+    ``RedisChannelLayer`` at ``address``, as servers with ``CHANNEL_LAYER=redis``;
+    ``host`` adds connection options, ``config`` layer options (``capacity``...)."""
+    settings.CHANNEL_LAYER = "redis"
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": backend,
+            "CONFIG": {
+                "hosts": [{"address": address, **(host or {})}],
+                "prefix": prefix,
+                **config,
+            },
+        }
+    }
+
+
 @pytest.fixture
 def private_redis() -> Iterator[RedisServer]:
     """A redis-server of the test's own, on a free port; stop, kill or restart it freely.
