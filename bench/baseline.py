@@ -28,6 +28,8 @@ from urllib.parse import parse_qs
 
 import redis.asyncio as aioredis
 
+from booktime.server_fixes import defer_handshake_config_dump
+
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -336,6 +338,8 @@ async def application(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "websocket.close", "code": 4404})
 
 
-# As booktime.asgi does: the startup heap leaves the cycle collector's view, so
-# that the ratios compare the two applications, not the collector's settings.
+# As booktime.asgi does: the startup heap leaves the cycle collector's view,
+# and autobahn's per-connection debug dump is made only when logged, so that
+# the ratios compare the two applications, not the server's settings.
+defer_handshake_config_dump()
 gc.freeze()

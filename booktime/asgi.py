@@ -27,6 +27,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from booktime.health import health_routes  # noqa: E402
 from booktime.logging import RequestIdMiddleware  # noqa: E402
 from booktime.origin import OriginValidator  # noqa: E402
+from booktime.server_fixes import defer_handshake_config_dump  # noqa: E402
 from notifications.auth import StreamAuthMiddlewareStack  # noqa: E402
 from notifications.metrics import watch_collections  # noqa: E402
 from notifications.routing import http_urlpatterns, websocket_urlpatterns  # noqa: E402
@@ -40,6 +41,8 @@ application = ProtocolTypeRouter(
 # Health, readiness and metrics answer ahead of everything (booktime/health.py);
 # every request and connection gets its log id (booktime/logging.py).
 application = RequestIdMiddleware(health_routes(application))
+# autobahn's per-connection debug dump, made whether logged or not (booktime/server_fixes.py).
+defer_handshake_config_dump()
 
 # What startup made (Django, the apps, the URL conf, the imported libraries:
 # about 100,000 objects that live as long as the process) leaves the cyclic
