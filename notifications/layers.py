@@ -76,6 +76,7 @@ from channels_redis.pubsub import (
     RedisSingleShardConnection,
 )
 from redis.asyncio import BlockingConnectionPool, Sentinel
+from redis.asyncio.client import PubSub
 from redis.asyncio.sentinel import SentinelConnectionPool
 
 logger = logging.getLogger(__name__)
@@ -103,12 +104,44 @@ POOL_WAIT_SECONDS = 10
 OVERFLOW_SUFFIX = ":overflowed"
 
 
+class ReconnectNoticingPubSub(PubSub):
+    """redis-py's ``PubSub``, noting each time its connection is made again.
+
+    redis-py re-subscribes a subscriber connection that was dropped (Redis
+    closed it: ``client-output-buffer-limit`` on a process far behind at a
+    fan-out peak, ``CLIENT KILL``, a proxy or a network reset) the next time
+    it reads, and says nothing: what was published meanwhile never reaches
+    the process. ``reconnected`` tells the layer watchdog, whose consumers
+    then catch up from the event log (``InboxPubSubChannelLayer.take_missed``).
+    """
+
+    reconnected = False
+
+    async def on_connect(self, connection: Any) -> None:
+        # Called on every connect after the first one (registered after it).
+        await super().on_connect(connection)  # subscriptions are sent again first
+        self.reconnected = True
+
+
 class InboxShardConnection(RedisSingleShardConnection):
     """One Redis connection of the layer; decodes each message once."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._patterns: set[str] = set()
+
+    def _ensure_redis(self) -> None:
+        if self._redis is None:
+            super()._ensure_redis()
+            self._pubsub = ReconnectNoticingPubSub(self._redis.connection_pool)
+
+    def take_reconnected(self) -> bool:
+        """Whether the subscriber connection was made again since the last call."""
+        pubsub = self._pubsub
+        if pubsub is None or not pubsub.reconnected:
+            return False
+        pubsub.reconnected = False
+        return True
 
     def _receive_message(self, message: Any) -> None:
         if message is None:
@@ -344,6 +377,12 @@ class InboxPubSubChannelLayer(RedisPubSubChannelLayer):
         self._last = (loop, layer)
         return layer
 
+    async def take_missed(self) -> bool:
+        """Whether this process may have missed group messages since the last
+        call: a subscriber connection of the running loop's layer was made
+        again (``ReconnectNoticingPubSub``). ``LayerWatchdog`` asks each probe."""
+        return any([shard.take_reconnected() for shard in self._get_layer()._shards])
+
 
 class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
     """A Sentinel-managed pool that waits for a free connection (redis-py has none)."""
@@ -363,32 +402,40 @@ class BlockingPoolRedisChannelLayer(RedisChannelLayer):
     reads them (an ``address``, or Sentinel ``master_name`` and ``sentinels``).
     """
 
-    # channels-redis 4.3's group-send script, with one line added: a process
-    # key at capacity gets an "overflowed" mark instead of dropping silently.
+    # channels-redis 4.3's group-send script, with the expiry of old messages
+    # moved in (one round trip fewer) and a mark beside a process key that
+    # drops messages: full (the message is not added) or holding expired ones.
     GROUP_SEND_LUA = """
-        local over_capacity = 0
+        local behind = 0
+        local mark_suffix = ARGV[#ARGV - 3]
+        local mark_ttl = ARGV[#ARGV - 2]
         local current_time = ARGV[#ARGV - 1]
         local expiry = ARGV[#ARGV]
+        local oldest = tonumber(current_time) - tonumber(expiry)
         for i=1,#KEYS do
-            if redis.call('ZCOUNT', KEYS[i], '-inf', '+inf') < tonumber(ARGV[i + #KEYS]) then
+            local expired = redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, oldest)
+            local full = redis.call('ZCARD', KEYS[i]) >= tonumber(ARGV[i + #KEYS])
+            if not full then
                 redis.call('ZADD', KEYS[i], current_time, ARGV[i])
                 redis.call('EXPIRE', KEYS[i], expiry)
-            else
-                redis.call('SET', KEYS[i] .. ARGV[#ARGV - 2], current_time, 'EX', expiry)
-                over_capacity = over_capacity + 1
+            end
+            if full or expired > 0 then
+                redis.call('SET', KEYS[i] .. mark_suffix, current_time, 'EX', mark_ttl)
+                behind = behind + 1
             end
         end
-        return over_capacity
+        return behind
     """
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
-        """channels-redis's ``group_send``, but a message dropped because a
-        process's key holds ``capacity`` messages (that process is behind:
-        a fan-out peak past what it can take) leaves a mark on that key
-        (``OVERFLOW_SUFFIX``). The process's watchdog takes the mark within a
-        second (``take_overflow``) and its consumers catch up from the event
-        log, as after an outage: late, but nothing lost. The stock layer only
-        logs the count, in the sending process."""
+        """channels-redis's ``group_send``, but a process that loses messages
+        is told. The stock layer drops a message for a process whose key holds
+        ``capacity`` messages (that process is behind: a fan-out peak past
+        what it can take) and discards messages older than ``expiry`` unread;
+        it only logs a count, in the sender. Here either leaves a mark beside
+        that key (``OVERFLOW_SUFFIX``, kept ``group_expiry``); the process's
+        watchdog takes it within a second (``take_missed``) and its consumers
+        catch up from the event log, as after an outage: late, nothing lost."""
         assert self.require_valid_group_name(group), "Group name not valid"
         key = self._group_key(group)
         connection = self.connection(self.consistent_hash(group))
@@ -398,33 +445,31 @@ class BlockingPoolRedisChannelLayer(RedisChannelLayer):
             channel_names, message
         )
         for index, channel_keys in by_connection.items():
-            connection = self.connection(index)
-            pipe = connection.pipeline()
-            for channel_key in channel_keys:
-                pipe.zremrangebyscore(channel_key, min=0, max=int(time.time()) - int(self.expiry))
-            await pipe.execute()
             args = [
                 *(messages[channel_key] for channel_key in channel_keys),
                 *(capacities[channel_key] for channel_key in channel_keys),
                 OVERFLOW_SUFFIX,
+                self.group_expiry,
                 time.time(),
                 self.expiry,
             ]
-            over = await connection.eval(
+            behind = await self.connection(index).eval(
                 self.GROUP_SEND_LUA, len(channel_keys), *channel_keys, *args
             )
-            if over:
-                logger.warning(
-                    "%s of %s processes behind on group %s (CHANNEL_LAYER_CAPACITY): "
-                    "marked to catch up from the event log",
-                    over,
+            if behind:
+                # Info, as the stock layer: a process that died stays in its
+                # groups until they expire, and is "behind" on every send.
+                logger.info(
+                    "%s of %s processes behind on group %s: marked to catch up from the event log",
+                    behind,
                     len(channel_keys),
                     group,
                 )
 
-    async def take_overflow(self) -> bool:
+    async def take_missed(self) -> bool:
         """Whether a group message for this process was dropped since the last
-        call (``group_send``); clears the mark. One Redis command."""
+        call (``group_send``); clears the mark. One Redis command, from the
+        ``LayerWatchdog`` each probe."""
         name = f"specific.{self.client_prefix}!"
         connection = self.connection(self.consistent_hash(name))
         return bool(await connection.delete(self.prefix + name + OVERFLOW_SUFFIX))

@@ -358,10 +358,11 @@ class LayerWatchdog:
     """Per event loop: probe Redis, and after a restart or outage tell consumers.
 
     A Redis restart forgets every group membership while consumers stay
-    connected; without this they would stay deaf. The redis layer's mark of a
-    group message it dropped for this process (the process was behind by its
-    capacity) is told the same way: every consumer catches up from its
-    cursor. Disabled for the in-memory layer.
+    connected; without this they would stay deaf. Messages lost while Redis
+    stayed up are told the same way, and every consumer catches up from its
+    cursor: the pubsub layer's subscriber connection made again (Redis
+    dropped it), the redis layer's mark of a message it dropped for this
+    process (behind by its capacity). Disabled for the in-memory layer.
     """
 
     _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LayerWatchdog] = (
@@ -421,21 +422,24 @@ class LayerWatchdog:
         if restarted or self.was_down:
             logger.warning("Redis is back (restarted=%s); re-joining groups", restarted)
             await self.announce_recovery()
-        elif await self.layer_overflowed():
+            await self.layer_missed_messages()  # what the recovery just covered
+        elif await self.layer_missed_messages():
             logger.warning(
-                "the channel layer dropped messages for this process (it was behind by "
-                "CHANNEL_LAYER_CAPACITY); consumers catch up from the event log"
+                "the channel layer missed messages for this process (its subscriber "
+                "connection was made again, or it fell behind by CHANNEL_LAYER_CAPACITY); "
+                "consumers catch up from the event log"
             )
             await self.announce_recovery()
         self.run_id = run_id
         self.was_down = False
 
     @staticmethod
-    async def layer_overflowed() -> bool:
-        """Whether the redis layer dropped a group message for this process
-        since the last probe (``BlockingPoolRedisChannelLayer.take_overflow``);
-        the pubsub layer never drops one without a reconnect, which is an outage."""
-        take = getattr(get_channel_layer(), "take_overflow", None)
+    async def layer_missed_messages() -> bool:
+        """Whether the layer lost group messages for this process since the
+        last probe while Redis stayed up: the pubsub layer's subscriber
+        connection was dropped and made again, the redis layer dropped one for
+        a process behind (``take_missed`` of either layer)."""
+        take = getattr(get_channel_layer(), "take_missed", None)
         if take is None:
             return False
         try:
