@@ -18,17 +18,13 @@ order, once each.
 
 from __future__ import annotations
 
-import os
-import signal
 from typing import Any
 
 import pytest
 import redis
 from asgiref.sync import sync_to_async
 
-from orders.actions import transition_order
-from orders.models import OrderEvent
-from tests.support.live import async_wait_until, ws_connect, ws_recv_until, ws_send
+from tests.support.stopped_server import changes_reach_a_client_of_a_stopped_server
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -49,14 +45,10 @@ def pubsub_on_private_redis(private_redis: Any, settings: Any, channel_layer_pre
     return private_redis
 
 
-def unpublished(order_id: int) -> int:
-    return OrderEvent.objects.filter(order_id=order_id, published_at__isnull=True).count()
-
-
-def kill_subscribers(url: str) -> int:
+def kill_subscribers(url: str) -> None:
     client = redis.Redis.from_url(url)
     try:
-        return client.client_kill_filter(_type="pubsub")
+        assert client.client_kill_filter(_type="pubsub") >= 1
     finally:
         client.close()
 
@@ -68,35 +60,7 @@ async def test_changes_published_while_a_processs_subscriber_connection_was_down
     server = start_daphne("resubscribed", CHANNEL_LAYER="pubsub", REDIS_URL=url)
     order = await sync_to_async(make_order)(alice)
     cookies = await sync_to_async(login_cookies)(alice)
-    async with await ws_connect(server, cookies=cookies) as ws:
-        await ws_send(ws, {"action": "subscribe", "stream": f"order:{order.pk}"})
-        await ws_recv_until(ws, lambda f: f["type"] == "subscribed")
-        # The pong comes once the subscribe is done, its first backlog read
-        # included: what arrives later came live or by a catch-up.
-        await ws_send(ws, {"action": "ping"})
-        await ws_recv_until(ws, lambda f: f["type"] == "pong")
-
-        assert server.process is not None
-        os.kill(server.process.pid, signal.SIGSTOP)
-        try:
-            assert await sync_to_async(kill_subscribers)(url) >= 1
-            for status in STEPS:
-                await sync_to_async(transition_order)(order.pk, status)
-
-            async def all_sent() -> bool:
-                return await sync_to_async(unpublished)(order.pk) == 0
-
-            # Every change was published while no connection of the server listened.
-            await async_wait_until(all_sent, message="the three changes sent")
-        finally:
-            os.kill(server.process.pid, signal.SIGCONT)
-
-        seen = []
-        while len(seen) < len(STEPS):
-            frame, _ = await ws_recv_until(ws, lambda f: f["type"] == "event", timeout=15)
-            seen.append(frame["event"]["order"]["status"])
-        assert seen == STEPS
-        await ws_send(ws, {"action": "ping"})
-        _, before_pong = await ws_recv_until(ws, lambda f: f["type"] == "pong")
-        assert not [f for f in before_pong if f["type"] == "event"], before_pong
-    assert "missed messages for this process" in server.log_path.read_text(errors="replace")
+    # Every change is published while no connection of the server listens.
+    await changes_reach_a_client_of_a_stopped_server(
+        server, cookies, order.pk, STEPS, lose=lambda: kill_subscribers(url)
+    )
