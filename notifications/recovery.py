@@ -374,6 +374,7 @@ class LayerWatchdog:
         self.task: asyncio.Task | None = None
         self.run_id: str | None = None
         self.was_down = False
+        self.last_probe: float | None = None  # loop time
 
     @classmethod
     def for_running_loop(cls) -> LayerWatchdog:
@@ -390,6 +391,7 @@ class LayerWatchdog:
     def register(self, channel_name: str, inbox: asyncio.Queue[dict[str, Any]]) -> None:
         self.channels[channel_name] = inbox
         if self.enabled() and (self.task is None or self.task.done()):
+            self.last_probe = None  # not watching meanwhile is not standing still
             self.task = asyncio.get_running_loop().create_task(self._watch())
 
     def unregister(self, channel_name: str) -> None:
@@ -410,6 +412,9 @@ class LayerWatchdog:
             await client.aclose()
 
     async def probe(self, client: Any) -> None:
+        now = asyncio.get_running_loop().time()
+        stood_still = self.stood_still_past_expiry(now)
+        self.last_probe = now
         try:
             info = await client.info("server")
         except Exception:  # noqa: BLE001
@@ -419,19 +424,32 @@ class LayerWatchdog:
             return
         run_id = info.get("run_id")
         restarted = self.run_id is not None and run_id != self.run_id
+        missed = await self.layer_missed_messages()
         if restarted or self.was_down:
             logger.warning("Redis is back (restarted=%s); re-joining groups", restarted)
             await self.announce_recovery()
-            await self.layer_missed_messages()  # what the recovery just covered
-        elif await self.layer_missed_messages():
+        elif missed or stood_still:
             logger.warning(
-                "the channel layer missed messages for this process (its subscriber "
-                "connection was made again, or it fell behind by CHANNEL_LAYER_CAPACITY); "
-                "consumers catch up from the event log"
+                "the channel layer missed messages for this process (%s); "
+                "consumers catch up from the event log",
+                f"it stood still {stood_still:.1f} s, past CHANNEL_LAYER_EXPIRY"
+                if stood_still
+                else "its subscriber connection was made again, or it fell behind "
+                "by CHANNEL_LAYER_CAPACITY",
             )
             await self.announce_recovery()
         self.run_id = run_id
         self.was_down = False
+
+    def stood_still_past_expiry(self, now: float) -> float:
+        """Seconds since the last probe when more than the layer's message
+        expiry (the redis layer: messages left unread that long are gone,
+        key and all, with no mark when nothing was sent after them), else 0."""
+        expiry = getattr(get_channel_layer(), "expiry", None)
+        if self.last_probe is None or not expiry:
+            return 0.0
+        gap = now - self.last_probe
+        return gap if gap > expiry else 0.0
 
     @staticmethod
     async def layer_missed_messages() -> bool:

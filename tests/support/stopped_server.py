@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -33,9 +33,11 @@ async def changes_reach_a_client_of_a_stopped_server(
     order_id: int,
     steps: list[str],
     lose: Callable[[], None] = lambda: None,
+    after_sent: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Stop ``server``, call ``lose``, make ``steps`` and publish them, run it
-    again; assert its client got them all once, in order, by a catch-up."""
+    """Stop ``server``, call ``lose``, make ``steps`` and publish them, await
+    ``after_sent``, run it again; assert its client got them all once, in
+    order, by a catch-up."""
     async with await ws_connect(server, cookies=cookies) as ws:
         await ws_send(ws, {"action": "subscribe", "stream": f"order:{order_id}"})
         await ws_recv_until(ws, lambda f: f["type"] == "subscribed")
@@ -55,6 +57,8 @@ async def changes_reach_a_client_of_a_stopped_server(
                 return await sync_to_async(unpublished)(order_id) == 0
 
             await async_wait_until(all_sent, message="every change published")
+            if after_sent is not None:
+                await after_sent()
         finally:
             os.kill(server.process.pid, signal.SIGCONT)
 
