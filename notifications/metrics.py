@@ -123,11 +123,18 @@ _collection_started = [0.0]
 
 
 def _on_collection(phase: str, info: dict[str, int]) -> None:
-    if phase == "start":
-        _collection_started[0] = time.perf_counter()
-    else:
-        pause = time.perf_counter() - _collection_started[0]
-        _child(GC_PAUSES, str(info["generation"])).observe(pause)
+    # A collection starts wherever an allocation triggers it, also a frame
+    # short of the recursion limit (a hostile request's deep nesting being
+    # refused); Python prints a callback's exception to stderr. Then this
+    # pause goes unrecorded.
+    try:
+        if phase == "start":
+            _collection_started[0] = time.perf_counter()
+        else:
+            pause = time.perf_counter() - _collection_started[0]
+            _child(GC_PAUSES, str(info["generation"])).observe(pause)
+    except RecursionError:
+        pass
 
 
 def _unpublished_count() -> float:
