@@ -41,5 +41,7 @@ def test_a_collection_a_few_frames_short_of_the_recursion_limit_reports_nothing(
             collect_near_the_recursion_limit(margin)
     finally:
         sys.setrecursionlimit(limit)
-    assert [hook.object for hook in unraisable] == []
+    # Other finalizers a collection runs this deep (a database driver's
+    # ``__del__``) may report too; they are not this callback.
+    assert [hook for hook in unraisable if hook.object is metrics._on_collection] == []
     assert metrics._on_collection in gc.callbacks
