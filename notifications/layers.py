@@ -381,6 +381,7 @@ class InboxPubSubChannelLayer(RedisPubSubChannelLayer):
         """Whether this process may have missed group messages since the last
         call: a subscriber connection of the running loop's layer was made
         again (``ReconnectNoticingPubSub``). ``LayerWatchdog`` asks each probe."""
+        # A list, not a generator: every shard's flag is taken, not only the first set.
         return any([shard.take_reconnected() for shard in self._get_layer()._shards])
 
 

@@ -428,14 +428,18 @@ class LayerWatchdog:
         if restarted or self.was_down:
             logger.warning("Redis is back (restarted=%s); re-joining groups", restarted)
             await self.announce_recovery()
-        elif missed or stood_still:
+        elif stood_still:
             logger.warning(
-                "the channel layer missed messages for this process (%s); "
-                "consumers catch up from the event log",
-                f"it stood still {stood_still:.1f} s, past CHANNEL_LAYER_EXPIRY"
-                if stood_still
-                else "its subscriber connection was made again, or it fell behind "
-                "by CHANNEL_LAYER_CAPACITY",
+                "the channel layer missed messages for this process (it stood still "
+                "%.1f s, past CHANNEL_LAYER_EXPIRY); consumers catch up from the event log",
+                stood_still,
+            )
+            await self.announce_recovery()
+        elif missed:
+            logger.warning(
+                "the channel layer missed messages for this process (its subscriber "
+                "connection was made again, or it fell behind by CHANNEL_LAYER_CAPACITY); "
+                "consumers catch up from the event log"
             )
             await self.announce_recovery()
         self.run_id = run_id

@@ -24,6 +24,7 @@ import pytest
 import redis
 from asgiref.sync import sync_to_async
 
+from tests.support.fixtures import use_redis_layer
 from tests.support.stopped_server import changes_reach_a_client_of_a_stopped_server
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -34,13 +35,7 @@ STEPS = ["paid", "packed", "shipped"]
 @pytest.fixture
 def pubsub_on_private_redis(private_redis: Any, settings: Any, channel_layer_prefix: str) -> Any:
     """This process publishes on the pubsub layer on ``private_redis``, as the server."""
-    settings.CHANNEL_LAYER = "pubsub"
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "notifications.layers.InboxPubSubChannelLayer",
-            "CONFIG": {"hosts": [{"address": private_redis.url}], "prefix": channel_layer_prefix},
-        }
-    }
+    use_redis_layer(settings, private_redis.url, channel_layer_prefix, kind="pubsub")
     settings.REDIS_URL = private_redis.url
     return private_redis
 

@@ -318,22 +318,32 @@ def memory_layer(settings: Any) -> Iterator[None]:
     yield
 
 
+# The project's layer backends by ``CHANNEL_LAYER`` (booktime/settings.py).
+LAYER_BACKENDS = {
+    "redis": "notifications.layers.BlockingPoolRedisChannelLayer",
+    "pubsub": "notifications.layers.InboxPubSubChannelLayer",
+}
+
+
 def use_redis_layer(
     settings: Any,
     address: str,
     prefix: str,
     *,
-    backend: str = "notifications.layers.BlockingPoolRedisChannelLayer",
+    kind: str = "redis",
+    backend: str | None = None,
     host: dict[str, Any] | None = None,
     **config: Any,
 ) -> None:
-    """Put this process (what it publishes, and its test code) on a
-    ``RedisChannelLayer`` at ``address``, as servers with ``CHANNEL_LAYER=redis``;
-    ``host`` adds connection options, ``config`` layer options (``capacity``...)."""
-    settings.CHANNEL_LAYER = "redis"
+    """Put this process (what it publishes, and its test code) on the
+    ``kind`` layer (``CHANNEL_LAYER``: ``redis`` or ``pubsub``) at
+    ``address``, as servers started with that ``CHANNEL_LAYER``; ``backend``
+    another class, ``host`` connection options, ``config`` layer options
+    (``capacity``...)."""
+    settings.CHANNEL_LAYER = kind
     settings.CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": backend,
+            "BACKEND": backend or LAYER_BACKENDS[kind],
             "CONFIG": {
                 "hosts": [{"address": address, **(host or {})}],
                 "prefix": prefix,
