@@ -29,6 +29,10 @@ from tests.support.fixtures import PASSWORD
 pytestmark = [pytest.mark.asyncio, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
 THROTTLED_LOGIN = "Too many failed sign-in attempts"
+# The failure limits count in fixed windows (booktime.throttles); a test that
+# straddled the end of one (every 300 s by default) met a fresh counter
+# halfway (seen once in CI). A day's window is one crossing in ~17,000 runs.
+NO_WINDOW_END = {"AUTH_FAILURE_WINDOW_SECONDS": "86400"}
 
 
 def assert_throttled(answer: httpx.Response) -> None:
@@ -84,7 +88,9 @@ async def test_token_guesses_are_limited_per_address_before_authentication(
     from rest_framework.authtoken.models import Token
 
     real = await sync_to_async(lambda: Token.objects.create(user=alice).key)()
-    servers = [start_daphne(name, AUTH_FAILURES_PER_ADDRESS="3") for name in ("c", "d")]
+    servers = [
+        start_daphne(name, AUTH_FAILURES_PER_ADDRESS="3", **NO_WINDOW_END) for name in ("c", "d")
+    ]
     guesses = [
         (servers[0], "/api/orders/"),
         (servers[1], "/events/poll/?stream=mine&timeout=0"),
@@ -109,7 +115,7 @@ async def test_a_valid_token_is_not_counted(start_daphne: Any, alice: Any) -> No
     from rest_framework.authtoken.models import Token
 
     real = await sync_to_async(lambda: Token.objects.create(user=alice).key)()
-    server = start_daphne("valid-token", AUTH_FAILURES_PER_ADDRESS="2")
+    server = start_daphne("valid-token", AUTH_FAILURES_PER_ADDRESS="2", **NO_WINDOW_END)
     for _ in range(4):
         answer = await get(server, "/api/orders/", Authorization=f"Token {real}")
         assert answer.status_code == 200
@@ -140,7 +146,9 @@ async def sign_in(
 async def test_sign_in_is_limited_per_username(
     start_daphne: Any, alice: Any, bob: Any, staff_user: Any
 ) -> None:
-    servers = [start_daphne(name, LOGIN_FAILURES_PER_USERNAME="3") for name in ("e", "f")]
+    servers = [
+        start_daphne(name, LOGIN_FAILURES_PER_USERNAME="3", **NO_WINDOW_END) for name in ("e", "f")
+    ]
     for n in range(3):
         answer = await sign_in(servers[n % 2], "alice", "wrong-password")
         assert answer.status_code == 200
@@ -165,6 +173,7 @@ async def test_sign_in_is_limited_per_client_address(
         LOGIN_FAILURES_PER_ADDRESS="3",
         LOGIN_FAILURES_PER_USERNAME="100",
         TRUSTED_PROXIES="127.0.0.1",
+        **NO_WINDOW_END,
     )
     here = {"X-Forwarded-For": "203.0.113.20"}
     for username in ("nobody-1", "nobody-2", "staff"):
