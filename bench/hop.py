@@ -12,11 +12,17 @@ Prints one line per case, microseconds per hop (the median of five rounds);
 the last case empties the process's caches of resolving sessions before each
 hop (``notifications.access.forget_resolutions``), as for a session a new
 process has not seen.
+
+``--overhead`` times the trip itself instead: a call that does nothing, made
+from an event loop by 1 and by 100 callers at once, through channels'
+``database_sync_to_async`` and through ``notifications.hops.database_hop``
+(CPU µs per call; calls made during a trip share the next one).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import tempfile
 import time
@@ -63,10 +69,52 @@ def _time_hops(hops: int, key: str, stream: str, after: int, cold: bool = False)
     return statistics.median(rounds)
 
 
+def _nothing() -> None:
+    return None
+
+
+async def _time_trips(trip: Any, callers: int, calls: int) -> float:
+    """CPU µs per call of ``trip(_nothing)`` with ``callers`` calling at once."""
+
+    async def caller(count: int) -> None:
+        for _ in range(count):
+            await trip(_nothing)
+
+    began = time.process_time()
+    await asyncio.gather(*(caller(calls // callers) for _ in range(callers)))
+    return (time.process_time() - began) / calls * 1e6
+
+
+def _overhead(calls: int) -> None:
+    from channels.db import database_sync_to_async
+
+    from notifications.hops import database_hop
+
+    def channels_trip(fn: Any) -> Any:
+        return database_sync_to_async(fn)()
+
+    async def run() -> None:
+        for callers in (1, 100):
+            for label, trip in (
+                ("database_sync_to_async", channels_trip),
+                ("database_hop", database_hop),
+            ):
+                micros = await _time_trips(trip, callers, calls)
+                print(f"trip {label:22} {callers:3} caller(s): {micros:6.0f} us CPU per call")
+
+    asyncio.run(run())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hops", type=int, default=300, help="hops per round (five rounds)")
+    parser.add_argument("--overhead", action="store_true", help="time the trip, not the hop")
     args = parser.parse_args()
+    if args.overhead:
+        with tempfile.TemporaryDirectory(prefix="booktime-hop-") as directory:
+            migrated_database(f"{directory}/hop.sqlite3", CHANNEL_LAYER="memory")
+            _overhead(args.hops * 20)
+        return
     with tempfile.TemporaryDirectory(prefix="booktime-hop-") as directory:
         key, order_id, newest = _setup(directory)
         for stream in (f"order:{order_id}", "mine"):

@@ -62,7 +62,6 @@ from importlib import import_module
 from types import MappingProxyType
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import (
@@ -84,6 +83,7 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 
 from booktime.errors import OUTAGE_ERRORS, Unavailable
 from notifications import sql
+from notifications.hops import database_hop
 from notifications.publish import run_on_publisher_loop
 from notifications.streams import StreamError, Subscription, authorize
 from orders.models import Order
@@ -495,9 +495,9 @@ class AccessMixin:
         if self.signed_out:
             raise PrincipalEnded()
         try:
-            subscription, standing, principal, result = await database_sync_to_async(
-                _authorize_then
-            )(self.principal, stream, token, then)
+            subscription, standing, principal, result = await database_hop(
+                _authorize_then, self.principal, stream, token, then
+            )
         except OUTAGE_ERRORS as exc:
             raise Unavailable() from exc
         except PrincipalEnded:
@@ -582,7 +582,7 @@ class AccessMixin:
             for group, followed in self.followed.items()
         ]
         try:
-            verdict = await database_sync_to_async(recheck)(self.principal, grants)
+            verdict = await database_hop(recheck, self.principal, grants)
         except OUTAGE_ERRORS as exc:
             # Open streams keep delivering through a database outage; try again soon.
             logger.info("access re-check failed (%s); retrying", exc)

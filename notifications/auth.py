@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.security.websocket import WebsocketDenier
 from channels.sessions import CookieMiddleware
 from django.contrib.auth.models import AnonymousUser
@@ -31,6 +30,7 @@ from booktime.clientip import client_address
 from booktime.errors import CODES, error_body
 from booktime.limits import repeated_headers
 from booktime.throttles import AUTH_ADDRESS
+from notifications.hops import database_hop
 from notifications.streams import StreamError, parse_stream_name
 from orders.access import TRACKING_HEADER, tracking_cookie_name
 
@@ -45,13 +45,14 @@ def active_user_for_token(key: str) -> Any:
     return token.user
 
 
-user_for_token = database_sync_to_async(active_user_for_token)
-
-
-@database_sync_to_async
-def checked_user_for_token(key: str, address: str) -> tuple[Any, int]:
+async def checked_user_for_token(key: str, address: str) -> tuple[Any, int]:
     """(the token's user, 0), or (None, seconds to wait) past the address's
-    failure limit; an unknown token counts one failure. One thread hop."""
+    failure limit; an unknown token counts one failure. One database trip
+    (``notifications.hops``)."""
+    return await database_hop(_checked_user_for_token, key, address)
+
+
+def _checked_user_for_token(key: str, address: str) -> tuple[Any, int]:
     wait = AUTH_ADDRESS.wait(address)
     if wait:
         return None, wait

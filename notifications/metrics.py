@@ -51,6 +51,14 @@ GC_PAUSES = Histogram(
     ["generation"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+DATABASE_TRIPS = Counter(
+    "booktime_database_trips",
+    "Trips the streaming consumers made to the database thread (notifications.hops)",
+)
+DATABASE_TRIP_CALLS = Counter(
+    "booktime_database_trip_calls",
+    "Calls those trips carried: calls / trips is how many shared a trip under load",
+)
 LONGPOLLS_HELD = Gauge("booktime_longpolls_held", "Long-poll requests held open")
 UNPUBLISHED = Gauge("booktime_unpublished_events", "Events committed but not yet published")
 
@@ -101,6 +109,11 @@ def cut_off(consumer: Any) -> None:
 
 def reset(consumer: Any) -> None:
     _child(RESETS, transport(consumer)).inc()
+
+
+def database_trip(calls: int) -> None:
+    DATABASE_TRIPS.inc()
+    DATABASE_TRIP_CALLS.inc(calls)
 
 
 def published(events: Iterable[Any]) -> None:

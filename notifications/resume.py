@@ -23,12 +23,12 @@ from functools import partial
 from typing import Any, NamedTuple
 
 from channels.consumer import get_handler_name
-from channels.db import database_sync_to_async
 
 from booktime.errors import OUTAGE_ERRORS, Unavailable
 from notifications import metrics
 from notifications.access import AccessMixin
 from notifications.backpressure import buffered_bytes, drained, is_backed_up, transport_of
+from notifications.hops import database_hop
 from notifications.log import Backlog, LiveCursor, latest_event_id, read_backlog
 from notifications.recovery import RecoveryMixin
 from notifications.streams import Subscription, group_for
@@ -192,7 +192,7 @@ class FollowingMixin(RecoveryMixin, AccessMixin):
             if after is None:
                 # "From now" means from the newest event *before* joining: events
                 # committed while we join are then backfilled, not lost.
-                after = await database_sync_to_async(latest_event_id)()
+                after = await database_hop(latest_event_id)
         except OUTAGE_ERRORS as exc:
             raise Unavailable() from exc
         followed = Followed(subscription, LiveCursor(0))
@@ -233,7 +233,7 @@ class FollowingMixin(RecoveryMixin, AccessMixin):
         ``page``: the first page, already read (``open_stream``)."""
         while True:
             if page is None:
-                page = await database_sync_to_async(read_backlog)(followed.subscription, after)
+                page = await database_hop(read_backlog, followed.subscription, after)
             if page.reset:
                 followed.cursor.advance(page.cursor)
                 await self.send_reset(followed.subscription, page.cursor)
@@ -266,8 +266,8 @@ class FollowingMixin(RecoveryMixin, AccessMixin):
 
         channels runs that hop to the database thread before *every* handler.
         These consumers touch the database only through
-        ``database_sync_to_async``, which closes stale connections around each
-        call itself, so the hop is redundant; under fan-out it cost more
+        ``notifications.hops.database_hop``, whose trips close stale
+        connections around themselves, so the hop is redundant; under fan-out it cost more
         server CPU than delivering the event (bench, docs/performance.md).
         """
         handler = getattr(self, get_handler_name(message), None)

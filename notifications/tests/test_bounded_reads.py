@@ -14,7 +14,7 @@ consumer sent, in the order it happened:
 - the REST feed reads one page, even when asked for more than a page.
 
 Statements are seen through ``connection.execute_wrapper`` on the one
-database thread the consumers' ``database_sync_to_async`` calls run on here.
+database thread the consumers' ``database_hop`` calls run on here.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Database thread hops per subscribe (issue 13, round 2; docs/performance.md).
 
 A subscribe with a cursor is joined first, then authorized and backfilled in
-ONE ``database_sync_to_async`` hop; an SSE or long-poll request also resolves
+ONE database hop (``notifications.hops.database_hop``); an SSE or long-poll request also resolves
 its session there (no hop of its own in the middleware). "From now" takes two
 hops (the newest id is read before the join). The resume rule and refusals
 hold: nothing is sent before the verdict, a refusal leaves the group.
@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 import notifications.access as access
 import notifications.resume as resume
+from notifications.hops import database_hop
 from orders.actions import transition_order
 from tests.support.asgi import HttpStream, http_headers, ws_headers
 
@@ -35,12 +35,12 @@ def hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Names of the functions the consumers run on the database thread, in order."""
     seen: list[str] = []
 
-    def counting(function: Any, *args: Any, **kwargs: Any) -> Any:
+    async def counting(function: Any, *args: Any) -> Any:
         seen.append(getattr(function, "__name__", repr(function)))
-        return database_sync_to_async(function, *args, **kwargs)
+        return await database_hop(function, *args)
 
-    monkeypatch.setattr(resume, "database_sync_to_async", counting)
-    monkeypatch.setattr(access, "database_sync_to_async", counting)
+    monkeypatch.setattr(resume, "database_hop", counting)
+    monkeypatch.setattr(access, "database_hop", counting)
     return seen
 
 
