@@ -28,12 +28,15 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
 import weakref
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Any, TypeVar
 
 from asgiref.sync import AsyncToSync, SyncToAsync
 from channels.db import database_sync_to_async
+from django.db import close_old_connections
 
 from notifications import metrics
 
@@ -83,7 +86,9 @@ async def database_hop(fn: Callable[..., T], *args: Any) -> T:
     line.busy = True
     try:
         metrics.database_trip(1)
-        return await database_sync_to_async(fn)(*args)
+        return await loop.run_in_executor(
+            _executor(loop), _run_one, loop, contextvars.copy_context(), fn, args
+        )
     finally:
         if line.waiting:
             line.drainer = loop.create_task(_drain(line))
@@ -97,12 +102,13 @@ def _bound(fn: Callable[..., T], args: tuple[Any, ...]) -> Callable[[], T]:
 
 async def _drain(line: _Line) -> None:
     """Run the waiting calls, ``BATCH_SIZE`` per trip, until none wait."""
+    loop = asyncio.get_running_loop()
     try:
         while line.waiting:
             batch, line.waiting = line.waiting[:BATCH_SIZE], line.waiting[BATCH_SIZE:]
             metrics.database_trip(len(batch))
             try:
-                outcomes = await database_sync_to_async(_run_batch)(batch)
+                outcomes = await loop.run_in_executor(_executor(loop), _run_batch, loop, batch)
             except BaseException as exc:  # the trip itself failed: every call hears it
                 for _, _, future in batch:
                     if not future.done():
@@ -126,8 +132,36 @@ async def _drain(line: _Line) -> None:
         line.drainer = None
 
 
-def _run_batch(batch: list[_Call]) -> list[tuple[bool, Any]]:
+def _executor(loop: asyncio.AbstractEventLoop) -> Executor:
+    """The thread asgiref runs thread-sensitive calls from ``loop`` in (outside
+    an ``async_to_sync`` parent or a ``ThreadSensitiveContext``, which keep
+    asgiref's own routing): the one Django's connections live in."""
+    return AsyncToSync.loop_thread_executors.get(loop) or SyncToAsync.single_thread_executor
+
+
+def _start_trip(loop: asyncio.AbstractEventLoop) -> None:
+    """On the database thread, what channels' hop does first: tell asgiref the
+    caller's loop, close connections past ``CONN_MAX_AGE`` or broken.
+    channels also closes them once more after each hop; the next trip's
+    check does the same work before anything uses the connection."""
+    SyncToAsync.threadlocal.main_event_loop = loop
+    SyncToAsync.threadlocal.main_event_loop_pid = os.getpid()
+    close_old_connections()
+
+
+def _run_one(
+    loop: asyncio.AbstractEventLoop,
+    context: contextvars.Context,
+    fn: Callable[..., T],
+    args: tuple[Any, ...],
+) -> T:
+    _start_trip(loop)
+    return context.run(fn, *args)
+
+
+def _run_batch(loop: asyncio.AbstractEventLoop, batch: list[_Call]) -> list[tuple[bool, Any]]:
     """On the database thread: each call in its caller's context, in order."""
+    _start_trip(loop)
     outcomes: list[tuple[bool, Any]] = []
     for context, call, _ in batch:
         try:

@@ -179,7 +179,7 @@ def read_backlog(
     ``queryset`` narrows further (REST ``order=``/``type=`` filters).
     One bounded read: at most ``limit`` rows, never more than
     ``BACKFILL_PAGE_SIZE``; whether more wait is asked with ``EXISTS``, which
-    fetches no row. Synchronous; async callers use ``database_sync_to_async``.
+    fetches no row. Synchronous; async callers use ``notifications.hops.database_hop``.
     """
     page_size = settings.BACKFILL_PAGE_SIZE
     limit = min(limit or page_size, page_size)

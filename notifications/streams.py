@@ -107,7 +107,7 @@ def authorize(user: Any, stream: Any, tracking_token: str | None = None) -> Subs
     """Decide whether ``user`` (or a tracking-token holder) may read ``stream``.
 
     Synchronous: it may query the database. Async callers wrap it in
-    ``database_sync_to_async``. Raises ``StreamError``.
+    ``notifications.hops.database_hop``. Raises ``StreamError``.
     """
     kind, order_id = parse_stream_name(stream)
     signed_in = bool(user is not None and user.is_authenticated and user.is_active)

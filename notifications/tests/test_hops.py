@@ -26,9 +26,9 @@ def shared_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     sizes: list[int] = []
     run_batch = hops._run_batch
 
-    def counting(batch: list[Any]) -> list[tuple[bool, Any]]:
+    def counting(loop: Any, batch: list[Any]) -> list[tuple[bool, Any]]:
         sizes.append(len(batch))
-        return run_batch(batch)
+        return run_batch(loop, batch)
 
     monkeypatch.setattr(hops, "_run_batch", counting)
     return sizes
