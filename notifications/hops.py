@@ -11,14 +11,18 @@ trips wait for that one thread at once.
 
 ``database_hop(fn, *args)`` runs ``fn(*args)`` there and returns its result
 or raises its exception, like ``database_sync_to_async(fn)(*args)``. When
-the thread is idle the call is exactly that: one trip of its own. Calls made
+the thread is idle the call goes at once, in a trip of its own. Calls made
 while a trip is under way wait and then go together, up to ``BATCH_SIZE``,
 in one trip: each runs in its caller's context (``contextvars``), in the
-order called, and gets its own result or exception. ``/metrics`` counts
-trips and the calls they carried (``booktime_database_trips``,
-``booktime_database_trip_calls``). Nothing is skipped: a
+order called, and gets its own result or exception. Nothing is skipped: a
 caller that went away still has its call run (a failed-token count must
-stand).
+stand). ``/metrics`` counts trips and the calls they carried
+(``booktime_database_trips``, ``booktime_database_trip_calls``).
+
+A trip goes straight to the executor asgiref would pick, so it runs on the
+same thread, where Django's connections live. It leaves out asgiref's
+per-call wrapper and closes stale connections once, before the calls run;
+channels closes them before and after (``_start_trip``).
 
 Calls made under an ``async_to_sync`` parent or a ``ThreadSensitiveContext``
 (tests, Django views) keep asgiref's own routing: each is a trip of its own.
