@@ -22,4 +22,14 @@ if [ "$(cat "$_booktime_stamp" 2>/dev/null)" != "$_booktime_sum" ]; then
     .venv/bin/python -m pip install --quiet --require-hashes -r "$_booktime_lock"
     .venv/bin/python -m pip install --quiet --no-deps -e .
     echo "$_booktime_sum" > "$_booktime_stamp"
+    # The test lock pins every package of the app lock at the same version
+    # (both compiled from pyproject.toml): then scripts/run after scripts/test
+    # installs nothing, and tests that start scripts/run side by side never
+    # run pip into the same .venv at once.
+    if [ "$_booktime_lock" = requirements/test.txt ] && [ -z "$(
+        grep -E '^[A-Za-z0-9]' requirements/app.txt | sed 's/ .*//' |
+            grep -vxF -f <(grep -E '^[A-Za-z0-9]' requirements/test.txt | sed 's/ .*//')
+    )" ]; then
+        echo "$(pwd) $(cat requirements/app.txt pyproject.toml | cksum)" > .venv/.booktime-app-lock
+    fi
 fi
