@@ -50,7 +50,8 @@ T = TypeVar("T")
 # that the first call's answer does not wait long for the last one's queries.
 BATCH_SIZE = 32
 
-_Call = tuple[contextvars.Context, Callable[[], Any], asyncio.Future]
+# (caller's context, function, its arguments, the caller's future)
+_Call = tuple[contextvars.Context, Callable[..., Any], tuple[Any, ...], asyncio.Future]
 
 
 class _Line:
@@ -85,7 +86,7 @@ async def database_hop(fn: Callable[..., T], *args: Any) -> T:
         line = _lines[loop] = _Line()
     if line.busy:
         future: asyncio.Future = loop.create_future()
-        line.waiting.append((contextvars.copy_context(), _bound(fn, args), future))
+        line.waiting.append((contextvars.copy_context(), fn, args, future))
         return await future
     line.busy = True
     try:
@@ -100,10 +101,6 @@ async def database_hop(fn: Callable[..., T], *args: Any) -> T:
             line.busy = False
 
 
-def _bound(fn: Callable[..., T], args: tuple[Any, ...]) -> Callable[[], T]:
-    return (lambda: fn(*args)) if args else fn
-
-
 async def _drain(line: _Line) -> None:
     """Run the waiting calls, ``BATCH_SIZE`` per trip, until none wait."""
     loop = asyncio.get_running_loop()
@@ -114,13 +111,13 @@ async def _drain(line: _Line) -> None:
             try:
                 outcomes = await loop.run_in_executor(_executor(loop), _run_batch, loop, batch)
             except BaseException as exc:  # the trip itself failed: every call hears it
-                for _, _, future in batch:
+                for *_, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 if not isinstance(exc, Exception):
                     raise
                 continue
-            for (_, _, future), (ok, value) in zip(batch, outcomes, strict=True):
+            for (*_, future), (ok, value) in zip(batch, outcomes, strict=True):
                 if future.done():  # its caller went away
                     continue
                 if ok:
@@ -129,7 +126,7 @@ async def _drain(line: _Line) -> None:
                     future.set_exception(value)
     finally:
         # Only a cancelled drainer (the loop closing) leaves calls waiting.
-        for _, _, future in line.waiting:
+        for *_, future in line.waiting:
             future.cancel()
         line.waiting = []
         line.busy = False
@@ -167,9 +164,9 @@ def _run_batch(loop: asyncio.AbstractEventLoop, batch: list[_Call]) -> list[tupl
     """On the database thread: each call in its caller's context, in order."""
     _start_trip(loop)
     outcomes: list[tuple[bool, Any]] = []
-    for context, call, _ in batch:
+    for context, fn, args, _ in batch:
         try:
-            outcomes.append((True, context.run(call)))
+            outcomes.append((True, context.run(fn, *args)))
         except Exception as exc:  # noqa: BLE001 - handed to its caller
             outcomes.append((False, exc))
     return outcomes

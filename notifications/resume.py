@@ -267,8 +267,9 @@ class FollowingMixin(RecoveryMixin, AccessMixin):
         channels runs that hop to the database thread before *every* handler.
         These consumers touch the database only through
         ``notifications.hops.database_hop``, whose trips close stale
-        connections around themselves, so the hop is redundant; under fan-out it cost more
-        server CPU than delivering the event (bench, docs/performance.md).
+        connections before they run, so the hop is redundant; under fan-out
+        it cost more server CPU than delivering the event (bench,
+        docs/performance.md).
         """
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:

@@ -16,7 +16,9 @@ fi
 _booktime_lock=requirements/app.txt
 [ "${1:-}" = "test" ] && _booktime_lock=requirements/test.txt
 _booktime_stamp=".venv/.booktime-$(basename "$_booktime_lock" .txt)-lock"
-_booktime_sum="$(pwd) $(cat "$_booktime_lock" pyproject.toml | cksum)"
+# What a stamp holds: this checkout, and a checksum of the lock and pyproject.toml.
+_booktime_sum_of() { echo "$(pwd) $(cat "$1" pyproject.toml | cksum)"; }
+_booktime_sum="$(_booktime_sum_of "$_booktime_lock")"
 if [ "$(cat "$_booktime_stamp" 2>/dev/null)" != "$_booktime_sum" ]; then
     echo "booktime: installing $_booktime_lock into .venv"
     .venv/bin/python -m pip install --quiet --require-hashes -r "$_booktime_lock"
@@ -30,6 +32,6 @@ if [ "$(cat "$_booktime_stamp" 2>/dev/null)" != "$_booktime_sum" ]; then
         grep -E '^[A-Za-z0-9]' requirements/app.txt | sed 's/ .*//' |
             grep -vxF -f <(grep -E '^[A-Za-z0-9]' requirements/test.txt | sed 's/ .*//')
     )" ]; then
-        echo "$(pwd) $(cat requirements/app.txt pyproject.toml | cksum)" > .venv/.booktime-app-lock
+        _booktime_sum_of requirements/app.txt > .venv/.booktime-app-lock
     fi
 fi

@@ -66,7 +66,8 @@ async def test_calls_made_during_a_trip_share_the_next_ones(
         return await database_hop(answer, value)
 
     waiting = [asyncio.ensure_future(call(value)) for value in ("a", "boom", "c")]
-    await asyncio.sleep(0)  # one turn of the loop: each waiting call is queued
+    await asyncio.sleep(0)  # one turn of the loop: each waiting call queues itself
+    assert len(hops._lines[asyncio.get_running_loop()].waiting) == 3
     release.set()
     database_thread = await asyncio.wait_for(holding, TIMEOUT)
     results = await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), TIMEOUT)

@@ -1,8 +1,9 @@
 """Database thread hops per subscribe (issue 13, round 2; docs/performance.md).
 
 A subscribe with a cursor is joined first, then authorized and backfilled in
-ONE database hop (``notifications.hops.database_hop``); an SSE or long-poll request also resolves
-its session there (no hop of its own in the middleware). "From now" takes two
+ONE database hop (``notifications.hops.database_hop``); an SSE or long-poll
+request also resolves its session there (no hop of its own in the
+middleware). "From now" takes two
 hops (the newest id is read before the join). The resume rule and refusals
 hold: nothing is sent before the verdict, a refusal leaves the group.
 """
