@@ -106,9 +106,17 @@ def rows_for(events: list[OrderEvent]) -> list[EmailMessage]:
     return rows
 
 
+def may_want(event: OrderEvent) -> bool:
+    """Whether ``rows_for`` could make an e-mail of ``event``, from its type and
+    data alone (no query): when not, the commit hook reads nothing."""
+    if content.customer_kind(event.type, event.data) is not None:
+        return True
+    return event.type == EventType.CREATED and settings.EMAIL_STAFF_NEW_ORDERS == "each"
+
+
 def create_rows_for_event(event: OrderEvent) -> int:
-    """On commit of ``event``: its rows (``notifications.outbound.rows``)."""
-    return outbound_rows.create_rows_for_event(event.id, EmailMessage, rows_for, "order__customer")
+    """On commit of ``event`` (read with ``outbound.rows.stored_event``): its rows."""
+    return outbound_rows.create_rows_for_event(event, EmailMessage, rows_for)
 
 
 def catch_up() -> int:

@@ -27,14 +27,24 @@ def cursor(name: str) -> OutboundCursor:
     return row
 
 
+# What the channels' ``rows_for`` read of an event, loaded with it: the order
+# (push) and its customer (e-mail).
+RELATED = "order__customer"
+
+
+def stored_event(event_id: int) -> OrderEvent:
+    """An event as committed, with ``RELATED`` loaded: read once per commit for
+    every channel that may want rows (``notifications.email.receivers``)."""
+    return OrderEvent.objects.select_related(RELATED).get(id=event_id)
+
+
 def create_rows_for_event(
-    event_id: int,
+    event: OrderEvent,
     model: type[Model],
     rows_for: Callable[[list[OrderEvent]], list[Any]],
-    related: str,
 ) -> int:
-    """On commit of an event: its ``model`` rows (the catch-up makes any this misses)."""
-    event = OrderEvent.objects.select_related(related).get(id=event_id)
+    """On commit of ``event`` (``stored_event``): its ``model`` rows (the
+    catch-up makes any this misses)."""
     rows = rows_for([event])
     if rows:
         model.objects.bulk_create(rows, ignore_conflicts=True)

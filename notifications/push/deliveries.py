@@ -30,8 +30,18 @@ LEASE_SECONDS = 120
 ROWS_CURSOR = "push"
 
 
+def may_want(event: OrderEvent) -> bool:
+    """Whether ``event`` could be for any subscription, from its type and data
+    alone (no query): when not, the commit hook reads nothing."""
+    return (
+        content.customer_kind(event.type, event.data) is not None or event.type == EventType.CREATED
+    )
+
+
 def wanted_by(event: OrderEvent) -> Q | None:
     """The subscriptions ``event`` is for (None: nobody)."""
+    if not may_want(event):
+        return None
     wanted = None
     if content.customer_kind(event.type, event.data):
         wanted = Q(scope=Scope.MINE, user_id=event.order.customer_id)
@@ -56,8 +66,8 @@ def rows_for(events: list[OrderEvent]) -> list[PushMessage]:
 
 
 def create_rows_for_event(event: OrderEvent) -> int:
-    """On commit of ``event``: its rows (``notifications.outbound.rows``)."""
-    return outbound_rows.create_rows_for_event(event.id, PushMessage, rows_for, "order")
+    """On commit of ``event`` (read with ``outbound.rows.stored_event``): its rows."""
+    return outbound_rows.create_rows_for_event(event, PushMessage, rows_for)
 
 
 def catch_up() -> int:

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from django.core import mail
 from django.core.management import call_command
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from py_vapid import Vapid
 
@@ -173,3 +174,23 @@ def test_a_message_that_cannot_be_built_waits_for_its_lease_instead_of_looping(
     row = EmailMessage.objects.get(order_id=order.pk, kind="placed")
     assert row.state == EmailState.PENDING
     assert row.lease_until is not None and row.lease_until > timezone.now()
+
+
+def test_an_order_change_reads_its_event_once_for_email_and_push_and_only_when_wanted(
+    email_settings: Any, make_order: Any, alice: Any
+) -> None:
+    """The commit hook runs in the shop's request: it reads the event (with its
+    order and customer) once for both channels, and not at all for a status
+    no customer is told of (NOTIFY_CUSTOMER_STATUSES leaves out paid, packed)."""
+    order = make_order(alice)
+
+    def event_reads(status: str) -> list[str]:
+        with CaptureQueriesContext(connection) as queries:
+            transition_order(order, status)
+        return [q["sql"] for q in queries if 'FROM "orders_orderevent" INNER JOIN' in q["sql"]]
+
+    assert event_reads("paid") == []
+    assert event_reads("packed") == []
+    assert len(event_reads("shipped")) == 1
+    rows = EmailMessage.objects.filter(order_id=order.id).order_by("id")
+    assert [row.kind for row in rows] == ["placed", "shipped"]
