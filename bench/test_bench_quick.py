@@ -123,6 +123,10 @@ def test_capacity_scenarios_run_end_to_end(tmp_path: Path) -> None:
         assert storm["lost"] == storm["duplicated"] == 0
         ceiling = scenarios["ceiling"][target]
         assert ceiling["steps"] and all(step["lost"] == 0 for step in ceiling["steps"])
+    # The two searches take their steps in turn, so both meet the machine as it
+    # is at the time (``bench.run.run_ceilings``).
+    stepped = [line.split()[1] for line in done.stdout.splitlines() if "ceiling step" in line]
+    assert stepped[:2] == ["app", "baseline"], stepped
     assert (tmp_path / "charts" / "connects.png").exists()
     assert (tmp_path / "charts" / "ceiling.png").exists()
 
