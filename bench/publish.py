@@ -12,7 +12,11 @@ database) give the floor. A private redis-server; no daphne, no clients
 (docs/performance.md, round 6).
 
 Prints one line per group and one for the floor: the median and the 90th
-percentile in milliseconds.
+percentile in milliseconds; then the CPU an order change costs the process
+that makes it (a shop's web process): the change, its commit and every
+on-commit hook (the publish; the e-mail, push and webhook rows), the process's
+CPU time over the changes divided by their number (the subscriber thread's
+share included: three messages per change).
 """
 
 from __future__ import annotations
@@ -82,12 +86,14 @@ def _group(channel: str) -> str:
     return next(g for g in GROUPS if f"__group__{g}" in channel or f":{g}" in channel)
 
 
-def _time_commits(order_ids: list[int], arrivals: Arrivals) -> dict[str, list[float]]:
+def _time_commits(order_ids: list[int], arrivals: Arrivals) -> tuple[dict[str, list[float]], float]:
+    """Each group's commit -> Redis times (ms), and the process's CPU per change (ms)."""
     from django.db import transaction
 
     from orders.actions import transition_order
 
     spent: dict[str, list[float]] = {group: [] for group in GROUPS}
+    began = time.process_time()
     for status in ("paid", "packed", "shipped"):
         for order_id in order_ids:
             stamp: list[float] = []
@@ -96,7 +102,8 @@ def _time_commits(order_ids: list[int], arrivals: Arrivals) -> dict[str, list[fl
                 transition_order(order_id, status)
             for at, channel in arrivals.take(3):
                 spent[_group(channel)].append((at - stamp[0]) * 1000)
-    return spent
+    cpu_ms = (time.process_time() - began) * 1000 / (3 * len(order_ids))
+    return spent, cpu_ms
 
 
 def _time_floor(redis_url: str, events: int, arrivals: Arrivals) -> list[float]:
@@ -138,11 +145,12 @@ def main() -> None:
             order_ids = _setup(directory, redis.url, orders)
             arrivals = Arrivals(redis.url, "bench-*")
             closers.insert(0, arrivals.close)
-            spent = _time_commits(order_ids, arrivals)
+            spent, cpu_ms = _time_commits(order_ids, arrivals)
             floor = _time_floor(redis.url, args.events, arrivals)
             for group in GROUPS:
                 print("publish " + _line(f"commit -> Redis, {group} group", spent[group]))
             print("publish " + _line("floor: one pipeline, no database", floor))
+            print(f"publish {'CPU per order change, all hooks':36}: {cpu_ms:5.2f} ms")
     finally:
         for close in closers:
             close()

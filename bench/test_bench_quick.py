@@ -153,6 +153,8 @@ def test_the_hop_timer_times_every_case() -> None:
 
 @pytest.mark.timeout(120)
 def test_the_publish_timer_times_every_group_and_the_floor() -> None:
-    """``python -m bench.publish``: commit -> Redis per group, then the floor."""
+    """``python -m bench.publish``: commit -> Redis per group, then the floor,
+    then the CPU an order change costs its process."""
     lines = tool_lines("bench.publish", "--events", "6", prefix="publish ")
-    assert len(lines) == 4 and all(line.endswith(" ms") for line in lines), lines
+    assert len(lines) == 5 and all(line.endswith(" ms") for line in lines), lines
+    assert "CPU per order change" in lines[-1], lines
