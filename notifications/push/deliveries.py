@@ -31,17 +31,14 @@ ROWS_CURSOR = "push"
 
 
 def may_want(event: OrderEvent) -> bool:
-    """Whether ``event`` could be for any subscription, from its type and data
-    alone (no query): when not, the commit hook reads nothing."""
-    return (
-        content.customer_kind(event.type, event.data) is not None or event.type == EventType.CREATED
-    )
+    """Whether ``event`` could be for any subscription (``wanted_by``, which
+    reads only the event and its order, no query): when not, the commit hook
+    reads nothing."""
+    return wanted_by(event) is not None
 
 
 def wanted_by(event: OrderEvent) -> Q | None:
     """The subscriptions ``event`` is for (None: nobody)."""
-    if not may_want(event):
-        return None
     wanted = None
     if content.customer_kind(event.type, event.data):
         wanted = Q(scope=Scope.MINE, user_id=event.order.customer_id)
