@@ -15,12 +15,24 @@ rule it serves (``notifications.log``, ``.access``, ``.streams``,
 Each function looks the thread's connection up once (``db``): every
 attribute read through Django's ``connection`` proxy is a lookup in an
 asgiref ``Local``, and the subscribe hop made 27 of them (profiled: 16 % of
-the hop, docs/performance.md, round 4). Quoted names and row loaders are
-computed once per model and backend.
+the hop, docs/performance.md, round 4). ``vendor`` needs no lookup at all.
+Quoted names and row loaders are computed once per model and backend.
+
+``run`` hands a statement straight to the driver's cursor when nothing
+watches Django's cursors (no query logging, as under ``DEBUG`` or
+``assertNumQueries``; no ``connection.execute_wrapper``): Django's cursor
+wrapper, its checks and SQLite's per-statement rewrite of ``%s`` into ``?``
+were two thirds of a statement's cost (profiled: a third of the subscribe
+hop's instructions, docs/performance.md, round 12). Errors still come out
+as Django's (``wrap_database_errors``), a broken transaction is still
+refused, and the driver cursor is the one the backend would make. Tools
+that patch Django's ``CursorWrapper`` class itself do not see these
+statements; Django's own query log and ``execute_wrapper`` do.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -28,7 +40,9 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.sqlite3.base import FORMAT_QMARK_REGEX
 from django.db.models import Model
+from django.db.utils import load_backend
 
 
 def db() -> BaseDatabaseWrapper:
@@ -37,7 +51,13 @@ def db() -> BaseDatabaseWrapper:
 
 
 def vendor() -> str:
-    return db().vendor
+    """The default database's vendor, from its settings (no connection lookup)."""
+    return _vendor(connections.settings[DEFAULT_DB_ALIAS]["ENGINE"])
+
+
+@functools.cache
+def _vendor(engine: str) -> str:
+    return load_backend(engine).DatabaseWrapper.vendor
 
 
 def table(model: type[Model]) -> str:
@@ -97,9 +117,51 @@ def when(value: datetime) -> Any:
 
 def run(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     """Rows of one statement (none for a statement that returns no rows)."""
-    with db().cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall() if cursor.description else []
+    connection = db()
+    cursor = _driver_cursor(connection)
+    if cursor is None:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall() if cursor.description else []
+    with connection.wrap_database_errors:
+        try:
+            cursor.execute(_in_driver_style(sql, connection.vendor), params)
+            return cursor.fetchall() if cursor.description else []
+        finally:
+            cursor.close()
+
+
+def _driver_cursor(connection: BaseDatabaseWrapper) -> Any:
+    """The driver's own cursor, as the backend makes it, checked as Django
+    checks before a statement; None where Django's cursor must run it: a
+    query log or an execute wrapper watches, there is no open connection yet
+    (Django opens it), or the call comes from an event loop (Django refuses
+    it there)."""
+    if (
+        connection.queries_logged
+        or connection.execute_wrappers
+        or asyncio._get_running_loop() is not None
+    ):
+        return None
+    connection.close_if_health_check_failed()
+    if connection.connection is None:
+        return None
+    connection.validate_thread_sharing()
+    connection.validate_no_broken_transaction()
+    with connection.wrap_database_errors:
+        if connection.vendor == "sqlite":
+            # Django's SQLite cursor only rewrites each statement's ``%s``.
+            return connection.connection.cursor()
+        return connection.create_cursor()
+
+
+@functools.lru_cache(maxsize=512)
+def _in_driver_style(statement: str, vendor: str) -> str:
+    """``statement`` with its placeholders as the driver takes them: SQLite's
+    ``?``, rewritten once per statement as Django's SQLite cursor would."""
+    if vendor != "sqlite":
+        return statement
+    return FORMAT_QMARK_REGEX.sub("?", statement).replace("%%", "%")
 
 
 def marks(values: Sequence[Any]) -> str:
