@@ -181,8 +181,9 @@ class Servers:
     def gc_seconds(self) -> float | None:
         """Seconds the servers spent in Python's cyclic garbage collector so far,
         from the app's ``/metrics`` (``booktime_gc_pause_seconds``); None for
-        the baseline, which serves no metrics."""
-        total = None
+        the baseline, which serves no metrics. A process that has not collected
+        yet has no series: none so far."""
+        total = 0.0
         for port in self.ports:
             try:
                 url = f"http://127.0.0.1:{port}/metrics"
@@ -192,7 +193,7 @@ class Servers:
                 return None
             for line in text.splitlines():
                 if line.startswith("booktime_gc_pause_seconds_sum{"):
-                    total = (total or 0.0) + float(line.rsplit(" ", 1)[1])
+                    total += float(line.rsplit(" ", 1)[1])
         return total
 
     def close(self) -> None:
