@@ -127,7 +127,11 @@ def watch_collections() -> None:
     """Time every cyclic garbage collection of this process into ``GC_PAUSES``
     (from ``booktime.asgi``; once per process). The event loop stands still for
     each one: under a reconnect storm, before round 7 of docs/performance.md,
-    full collections took 140-220 ms each."""
+    full collections took 140-220 ms each. Each generation's series is there
+    from the start, at zero: with young passes every ``GC_YOUNG_THRESHOLD``
+    allocations a process may not have collected yet."""
+    for generation in range(len(gc.get_threshold())):
+        _child(GC_PAUSES, str(generation))
     if _on_collection not in gc.callbacks:
         gc.callbacks.append(_on_collection)
 
