@@ -298,6 +298,13 @@ else:
 # watchdog in notifications/recovery.py has consumers re-join within about a
 # second.
 STREAM_HEARTBEAT_SECONDS = env_int("STREAM_HEARTBEAT_SECONDS", 15, minimum=1)
+# Allocations (net, of container objects) between the cycle collector's
+# young-generation passes in a server process (booktime/asgi.py); Python's
+# default is 700, at which the collector was 8 % of an SSE open's CPU under
+# churn. At 10,000 the CPU per SSE open fell 6-9 % (docs/performance.md,
+# round 12); each pass's pause is on /metrics (booktime_gc_pause_seconds).
+# 0 leaves Python's default.
+GC_YOUNG_THRESHOLD = env_int("GC_YOUNG_THRESHOLD", 10_000, minimum=0)
 LONGPOLL_DEFAULT_TIMEOUT = 25
 LONGPOLL_MAX_TIMEOUT = 60
 # Concurrent long-polls one user (or one anonymous client address) may hold

@@ -11,6 +11,7 @@ can free it. Through the real ASGI app on the default (Redis pub/sub) layer.
 from __future__ import annotations
 
 import gc
+import os
 import subprocess
 import sys
 import weakref
@@ -77,3 +78,40 @@ def test_the_asgi_application_freezes_what_startup_made() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert int(result.stdout.strip()) > 10_000, result.stdout + result.stderr
+
+
+def _gc_thresholds(imports: str, **environ: str) -> tuple[int, ...]:
+    """The collector's thresholds in a new process after ``import gc, <imports>``."""
+    probe = f"import gc{imports}; print(*gc.get_threshold())"
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, **environ},
+    )
+    return tuple(int(part) for part in result.stdout.split())
+
+
+def test_the_asgi_application_collects_young_objects_every_ten_thousand_allocations() -> None:
+    """``booktime.asgi`` sets ``GC_YOUNG_THRESHOLD`` (default 10,000; Python's
+    700 was 8 % of an SSE open's CPU) and keeps the older generations' ratios."""
+    python = _gc_thresholds("")
+    asgi = ", booktime.asgi"
+    assert _gc_thresholds(asgi, GC_YOUNG_THRESHOLD="") == (10_000, *python[1:])
+    assert _gc_thresholds(asgi, GC_YOUNG_THRESHOLD="2500") == (2_500, *python[1:])
+    assert _gc_thresholds(asgi, GC_YOUNG_THRESHOLD="0") == python
+
+
+def test_a_bad_gc_young_threshold_stops_the_server_with_its_name() -> None:
+    probe = "import booktime.asgi"
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "GC_YOUNG_THRESHOLD": "lots"},
+    )
+    assert result.returncode != 0
+    assert "GC_YOUNG_THRESHOLD must be an integer" in result.stderr
