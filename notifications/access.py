@@ -288,9 +288,8 @@ def _session_select(model: Any, vendor: str) -> str:
 def user_by_id(backend: Any, user_id: Any) -> Any:
     """``backend.get_user(user_id)``; for Django's ``ModelBackend`` one SQL
     statement instead of an ORM query (once per subscribe; notifications.sql),
-    reading only what the access rule reads (the key, ``is_active``,
-    ``is_staff`` and ``USER_FIELDS``); any other field loads when first read,
-    as a deferred field does."""
+    reading only what the access rule reads (the key and ``USER_FIELDS``);
+    any other field loads when first read, as a deferred field does."""
     if type(backend).get_user is not ModelBackend.get_user:
         return backend.get_user(user_id)
     model = get_user_model()
@@ -304,8 +303,7 @@ def user_by_id(backend: Any, user_id: Any) -> Any:
 
 @functools.cache
 def _user_select(model: Any, vendor: str) -> tuple[str, tuple[str, ...]]:
-    wanted = {"is_active", "is_staff", *USER_FIELDS}
-    fields = [f for f in model._meta.concrete_fields if f.primary_key or f.name in wanted]
+    fields = [f for f in model._meta.concrete_fields if f.primary_key or f.name in USER_FIELDS]
     statement = (
         f"SELECT {', '.join(sql.column(model, f.name) for f in fields)} "
         f"FROM {sql.table(model)} WHERE {sql.column(model, model._meta.pk.name)} = %s"
