@@ -181,8 +181,7 @@ class Servers:
     def gc_seconds(self) -> float | None:
         """Seconds the servers spent in Python's cyclic garbage collector so far,
         from the app's ``/metrics`` (``booktime_gc_pause_seconds``); None for
-        the baseline, which serves no metrics. A process that has not collected
-        yet has no series: none so far."""
+        the baseline, which serves no metrics."""
         total = 0.0
         for port in self.ports:
             try:
