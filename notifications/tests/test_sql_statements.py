@@ -64,9 +64,14 @@ def test_the_query_log_and_execute_wrappers_still_see_every_statement(
 
 
 def test_a_failed_statement_raises_djangos_error() -> None:
+    """...and marks the connection as Django does, so the next trip's
+    ``close_old_connections`` replaces one that died (a PostgreSQL backend
+    terminated under the hop is replaced, as through Django's cursor)."""
+    connection.errors_occurred = False
     with pytest.raises(DatabaseError) as failed:
         sql.run("SELECT * FROM no_such_table_here WHERE id = %s", [1])
     assert type(failed.value).__module__ == "django.db.utils"
+    assert connection.errors_occurred
 
 
 def test_a_percent_sign_reaches_the_database_as_one() -> None:
