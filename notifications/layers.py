@@ -67,6 +67,7 @@ import itertools
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from channels_redis.core import RedisChannelLayer
@@ -111,16 +112,25 @@ class ReconnectNoticingPubSub(PubSub):
     closed it: ``client-output-buffer-limit`` on a process far behind at a
     fan-out peak, ``CLIENT KILL``, a proxy or a network reset) the next time
     it reads, and says nothing: what was published meanwhile never reaches
-    the process. ``reconnected`` tells the layer watchdog, whose consumers
-    then catch up from the event log (``InboxPubSubChannelLayer.take_missed``).
+    the process, and the new connection's first messages are newer than
+    what was lost. ``on_reconnect`` is told at once, before this connection
+    reads anything: the layer watchdog then has every consumer catch up
+    from the event log before it takes any live event the new connection
+    brings (``InboxPubSubChannelLayer.on_reconnect``). Told when the
+    watchdog's next probe asked instead, a consumer could first send a
+    newer live event, move its cursor past what was lost, and catch up
+    from there. With nobody listening, ``reconnected`` waits for the probe
+    (``InboxPubSubChannelLayer.take_missed``).
     """
 
     reconnected = False
+    on_reconnect: Callable[[], bool] | None = None  # True when somebody was told
 
     async def on_connect(self, connection: Any) -> None:
         # Called on every connect after the first one (registered after it).
         await super().on_connect(connection)  # subscriptions are sent again first
-        self.reconnected = True
+        if self.on_reconnect is None or not self.on_reconnect():
+            self.reconnected = True
 
 
 class InboxShardConnection(RedisSingleShardConnection):
@@ -134,6 +144,7 @@ class InboxShardConnection(RedisSingleShardConnection):
         if self._redis is None:
             super()._ensure_redis()
             self._pubsub = ReconnectNoticingPubSub(self._redis.connection_pool)
+            self._pubsub.on_reconnect = self.channel_layer.tell_reconnected
 
     def take_reconnected(self) -> bool:
         """Whether the subscriber connection was made again since the last call."""
@@ -230,6 +241,14 @@ class InboxPubSubLoopLayer(RedisPubSubLoopLayer):
         self.inbox_channels: set[str] = set()  # channels never subscribed in Redis
         self.emptied: dict[str, float] = {}  # group channel -> when its last member left
         self.sweeper: asyncio.TimerHandle | None = None
+        self.reconnect_listeners: list[Callable[[], None]] = []
+
+    def tell_reconnected(self) -> bool:
+        """A subscriber connection was made again: tell every listener
+        (``InboxPubSubChannelLayer.on_reconnect``); False when there is none."""
+        for listener in self.reconnect_listeners:
+            listener()
+        return bool(self.reconnect_listeners)
 
     async def group_add(self, group: str, channel: str) -> None:
         if group.startswith(PATTERN_GROUP_PREFIXES):
@@ -377,10 +396,17 @@ class InboxPubSubChannelLayer(RedisPubSubChannelLayer):
         self._last = (loop, layer)
         return layer
 
+    def on_reconnect(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` on the running loop each time a subscriber
+        connection of its layer is made again, before that connection's
+        first message reaches an inbox (``ReconnectNoticingPubSub``)."""
+        self._get_layer().reconnect_listeners.append(listener)
+
     async def take_missed(self) -> bool:
         """Whether this process may have missed group messages since the last
         call: a subscriber connection of the running loop's layer was made
-        again (``ReconnectNoticingPubSub``). ``LayerWatchdog`` asks each probe."""
+        again while no ``on_reconnect`` listener heard it
+        (``ReconnectNoticingPubSub``). ``LayerWatchdog`` asks each probe."""
         # A list, not a generator: every shard's flag is taken, not only the first set.
         return any([shard.take_reconnected() for shard in self._get_layer()._shards])
 

@@ -375,6 +375,7 @@ class LayerWatchdog:
         self.run_id: str | None = None
         self.was_down = False
         self.last_probe: float | None = None  # loop time
+        self.hears_reconnects = False  # told by the layer itself (``register``)
 
     @classmethod
     def for_running_loop(cls) -> LayerWatchdog:
@@ -390,6 +391,11 @@ class LayerWatchdog:
 
     def register(self, channel_name: str, inbox: asyncio.Queue[dict[str, Any]]) -> None:
         self.channels[channel_name] = inbox
+        if self.enabled() and not self.hears_reconnects:
+            listen = getattr(get_channel_layer(), "on_reconnect", None)  # the pubsub layer
+            if listen is not None:
+                listen(self.subscriber_reconnected)
+            self.hears_reconnects = True
         if self.enabled() and (self.task is None or self.task.done()):
             self.last_probe = None  # not watching meanwhile is not standing still
             self.task = asyncio.get_running_loop().create_task(self._watch())
@@ -469,12 +475,30 @@ class LayerWatchdog:
         except Exception:  # noqa: BLE001 - Redis trouble: the next probe sees it
             return False
 
+    def subscriber_reconnected(self) -> None:
+        """The pubsub layer made a subscriber connection again (Redis dropped
+        it, or restarted): every consumer catches up from its cursor before
+        any message the new connection brings, which sits behind this in
+        its inbox. Not at the next probe: a newer live event taken first
+        would move the cursor past what was lost."""
+        if not self.channels:
+            return
+        logger.warning(
+            "the channel layer missed messages for this process (its subscriber "
+            "connection was made again); consumers catch up from the event log"
+        )
+        self.tell_consumers()
+
     async def announce_recovery(self) -> None:
-        metrics.LAYER_RECOVERIES.inc()
         try:
             await resubscribe_pubsub(get_channel_layer())
         except Exception:  # noqa: BLE001 - the consumers' own re-join retries
             logger.warning("could not re-subscribe the pubsub layer", exc_info=True)
+        self.tell_consumers()
+
+    def tell_consumers(self) -> None:
+        """A ``layer.recovered`` into every registered consumer's inbox."""
+        metrics.LAYER_RECOVERIES.inc()
         for inbox in list(self.channels.values()):
             inbox.put_nowait({"type": RECOVERED})
 
